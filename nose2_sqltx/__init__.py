@@ -1,0 +1,46 @@
+"""nose2-sqltx: every test on your real database, in a transaction that is rolled back.
+
+Load the plugin with ``nose2 --plugin nose2_sqltx`` (or ``plugins =
+nose2_sqltx`` under ``[unittest]``), configure ``[sqltx]`` in unittest.cfg and
+write ``class TestX(DatabaseTest, unittest.TestCase)``. See README.md.
+"""
+
+from .errors import (
+    ConfigError,
+    DatabaseUnavailableError,
+    NotActiveError,
+    SetupError,
+    SqltxError,
+    TransactionEndedError,
+)
+from .isolation import IsolatedDatabase, Scope, current
+from .testcase import DatabaseTest
+
+__all__ = [
+    "DatabaseTest",
+    "IsolatedDatabase",
+    "Scope",
+    "current",
+    "SqltxError",
+    "ConfigError",
+    "NotActiveError",
+    "DatabaseUnavailableError",
+    "SetupError",
+    "TransactionEndedError",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # nose2 finds plugins with dir() + getattr(); importing the plugin lazily
+    # keeps `import nose2_sqltx` (the core) free of nose2.
+    if name == "SqltxPlugin":
+        from .plugin import SqltxPlugin
+
+        return SqltxPlugin
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), "SqltxPlugin"])

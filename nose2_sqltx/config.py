@@ -1,0 +1,183 @@
+"""Settings: read once from ``[sqltx]`` and the environment, validated, frozen.
+
+This module does no I/O besides importing the objects that ``metadata`` and
+``fixtures`` name (:func:`import_object`), and it knows nothing about nose2:
+:meth:`Settings.from_options` takes plain ``(key, value)`` pairs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from .errors import ConfigError
+
+__unittest = True
+
+__all__ = ["Settings", "mask_url", "import_object", "DSN_ENV"]
+
+#: Environment variable that wins over ``dsn`` in the file.
+DSN_ENV = "SQLTX_DSN"
+
+#: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
+KEYS = ("dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout", "always-on")
+
+_DEFAULT_LOCK_TIMEOUT = "10s"
+_DEFAULT_STATEMENT_TIMEOUT = "60s"
+_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000}
+_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
+_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# user:password@ in a string that did not even parse as a URL
+_RAW_PASSWORD = re.compile(r"^((?:[^:/@]*://)?[^:/@]*:).*(@)")
+
+
+def mask_url(url: str | URL) -> str:
+    """Return ``url`` as text with its password replaced by ``***``.
+
+    Works on strings that SQLAlchemy cannot parse too, and on passwords with
+    an unencoded ``@`` (which SQLAlchemy splits into the host), so that no
+    message ever shows a password.
+    """
+    if isinstance(url, str):
+        try:
+            parsed = make_url(url)
+        except Exception:
+            return _RAW_PASSWORD.sub(r"\1***\2", url)
+        url = parsed
+    if url.host and "@" in url.host:
+        url = url.set(password="***", host=url.host.rsplit("@", 1)[1])
+    return url.render_as_string(hide_password=True)
+
+
+def _parse_duration(key: str, raw: str) -> int:
+    match = _DURATION.match(raw)
+    if not match:
+        raise ConfigError(
+            key, raw, "not a duration", "Write it as a whole number with a unit: 500ms, 10s or 2min (0 turns it off)"
+        )
+    number, unit = int(match.group(1)), match.group(2)
+    if unit is None and number != 0:
+        raise ConfigError(key, raw, "the unit is missing", f"Write {number}s or {number}ms (0 turns it off)")
+    return number * _UNITS_MS[unit or "ms"]
+
+
+def _parse_paths(key: str, values: Iterable[str]) -> tuple[str, ...]:
+    paths = []
+    for value in values:
+        for item in value.replace(",", " ").split():
+            if not _PATH.match(item):
+                raise ConfigError(key, item, "not a module:attribute path", "Write it like myapp.models:Base (one per line)")
+            paths.append(item)
+    return tuple(paths)
+
+
+def _parse_dsn(raw: str, source: str) -> URL:
+    try:
+        url = make_url(raw.strip())
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigError(
+            source, mask_url(raw), "not a database URL",
+            "Write it as dialect+driver://user:password@host:port/database, e.g. "
+            "postgresql+psycopg2://app@localhost:5432/app_test",
+        ) from exc
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything nose2-sqltx reads from ``[sqltx]`` and the environment.
+
+    ====================  =======================================================
+    ``dsn``               database URL (``SQLTX_DSN`` wins over the file)
+    ``metadata``          ``module:attribute`` paths of MetaData / declarative Bases
+    ``fixtures``          ``module:callable`` paths, each called with the run's Connection
+    ``lock_timeout_ms``   PostgreSQL ``lock_timeout`` for the run (0: off)
+    ``statement_timeout_ms``  PostgreSQL ``statement_timeout`` for the run (0: off)
+    ====================  =======================================================
+    """
+
+    url: URL | None
+    metadata: tuple[str, ...] = ()
+    fixtures: tuple[str, ...] = ()
+    lock_timeout_ms: int = 10_000
+    statement_timeout_ms: int = 60_000
+    dsn_source: str = field(default="dsn", compare=False)
+
+    @classmethod
+    def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None) -> Settings:
+        """Validate ``(key, value)`` pairs from ``[sqltx]`` plus the environment.
+
+        Raises :class:`ConfigError` naming the first wrong key or value.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, list[str]] = {}
+        for key, value in options:
+            key = key.strip().lower()
+            if key not in KEYS:
+                close = difflib.get_close_matches(key, KEYS, n=1)
+                hint = f"Did you mean {close[0]!r}? " if close else ""
+                raise ConfigError(key, None, "unknown key", f"{hint}Known keys: {', '.join(KEYS)}")
+            values.setdefault(key, []).append(value)
+
+        def one(key: str, default: str) -> str:
+            return values.get(key, [default])[-1].strip()
+
+        url, source = None, "dsn"
+        env_dsn = environ.get(DSN_ENV, "").strip()
+        if env_dsn:
+            url, source = _parse_dsn(env_dsn, DSN_ENV), DSN_ENV
+        elif one("dsn", ""):
+            url = _parse_dsn(one("dsn", ""), "dsn")
+        return cls(
+            url=url,
+            metadata=_parse_paths("metadata", values.get("metadata", [])),
+            fixtures=_parse_paths("fixtures", values.get("fixtures", [])),
+            lock_timeout_ms=_parse_duration("lock-timeout", one("lock-timeout", _DEFAULT_LOCK_TIMEOUT)),
+            statement_timeout_ms=_parse_duration("statement-timeout", one("statement-timeout", _DEFAULT_STATEMENT_TIMEOUT)),
+            dsn_source=source,
+        )
+
+    def require_url(self) -> URL:
+        """The configured URL, or a :class:`ConfigError` that says how to set one."""
+        if self.url is None:
+            raise ConfigError(
+                "dsn", None, "no database configured",
+                f"Set dsn under [sqltx] in unittest.cfg or the {DSN_ENV} environment variable, "
+                "e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test",
+            )
+        return self.url
+
+    def __repr__(self) -> str:  # never show the password
+        url = None if self.url is None else mask_url(self.url)
+        return (
+            f"Settings(url={url!r}, metadata={self.metadata!r}, fixtures={self.fixtures!r}, "
+            f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms})"
+        )
+
+
+def import_object(path: str, key: str) -> Any:
+    """Import ``module:attribute`` (attribute may be dotted); errors name ``key``."""
+    module_name, _, attr = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:  # a user module may fail in any way while importing
+        raise ConfigError(
+            key, path, f"cannot import module {module_name!r} ({type(exc).__name__}: {exc})",
+            "Check the spelling and that the module is importable from the directory nose2 runs in",
+        ) from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise ConfigError(
+                key, path, f"module {module_name!r} has no attribute {attr!r}", "Check the name after the colon"
+            ) from exc
+    return obj

@@ -1,0 +1,30 @@
+"""Backend registry: every database difference lives behind one entry here.
+
+:func:`backend_for` picks the :class:`~nose2_sqltx.dialects.base.Backend`
+registered for a URL's dialect name; the core never branches on dialects.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL
+
+from ..config import mask_url
+from ..errors import ConfigError
+from .base import Backend, register, registry
+from . import postgresql as _postgresql  # noqa: F401  (registers itself)
+
+__unittest = True
+
+__all__ = ["Backend", "backend_for", "register"]
+
+
+def backend_for(url: URL, key: str = "dsn") -> Backend:
+    """Return the backend for ``url``, or a :class:`ConfigError` naming what is supported."""
+    name = url.get_backend_name()
+    backend_cls = registry.get(name)
+    if backend_cls is None:
+        raise ConfigError(
+            key, mask_url(url), f"database {name!r} is not supported",
+            f"Supported: {', '.join(sorted(registry))}",
+        )
+    return backend_cls(url, key)

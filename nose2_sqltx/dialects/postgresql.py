@@ -1,0 +1,228 @@
+"""PostgreSQL: transactional DDL, so the whole run is one rolled-back transaction.
+
+Guarded connection classes for psycopg2 and psycopg 3. Each is a real
+subclass of the driver's connection (psycopg2's C code type-checks the
+connection in ``register_type``), with a cursor class that reports every
+statement to the :class:`~nose2_sqltx.guard.Guard`.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from ..guard import Guard
+from .base import Backend, register
+
+__unittest = True
+
+_LOCK_NOT_AVAILABLE = "55P03"
+_QUERY_CANCELED = "57014"
+
+
+def _reported(conn: Any, query: Any, run: Any) -> Any:
+    """Run one statement, telling the guard before and after (see guard.py)."""
+    conn._sqltx_before(query)
+    ok = False
+    try:
+        result = run()
+        ok = True
+        return result
+    finally:
+        conn._sqltx_after(query, ok)
+
+
+def _guarded_setting(real: Any, name: str) -> property:
+    """A connection setting that, while armed, is remembered instead of applied:
+    both drivers refuse to change it inside a transaction (or roll back)."""
+
+    def get(self: Any) -> Any:
+        if self._sqltx_armed:
+            return self._sqltx_get(name, real.__get__(self))
+        return real.__get__(self)
+
+    def set_(self: Any, value: Any) -> None:
+        if self._sqltx_armed:
+            self._sqltx_set(name, value)
+        else:
+            real.__set__(self, value)
+
+    return property(get, set_)
+
+
+@cache
+def _psycopg2_classes() -> tuple[Any, Any]:
+    import psycopg2.extensions as ext
+
+    class Cursor(ext.cursor):
+        def execute(self, query: Any, vars: Any = None) -> Any:
+            return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, vars))
+
+        def executemany(self, query: Any, vars_list: Any) -> Any:
+            return _reported(self.connection, query, lambda: super(Cursor, self).executemany(query, vars_list))
+
+    class Connection(Guard, ext.connection):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.cursor_factory = Cursor
+
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            self._sqltx_dirty = True  # a cursor of another class bypasses ours
+            return super().cursor(*args, **kwargs)
+
+        def _sqltx_exec(self, sql: str) -> None:
+            with ext.cursor(self) as cur:
+                cur.execute(sql)
+
+        def _sqltx_real_commit(self) -> None:
+            ext.connection.commit(self)
+
+        def _sqltx_real_rollback(self) -> None:
+            ext.connection.rollback(self)
+
+        def _sqltx_real_close(self) -> None:
+            ext.connection.close(self)
+
+        # psycopg2's own versions refuse inside a transaction, or roll it back.
+        autocommit = _guarded_setting(ext.connection.autocommit, "autocommit")
+        readonly = _guarded_setting(ext.connection.readonly, "readonly")
+        deferrable = _guarded_setting(ext.connection.deferrable, "deferrable")
+
+        @property
+        def isolation_level(self) -> Any:
+            real = ext.connection.isolation_level.__get__(self)
+            return self._sqltx_get("isolation_level", real) if self._sqltx_armed else real
+
+        def set_isolation_level(self, level: int) -> None:
+            if not self._sqltx_armed:
+                return ext.connection.set_isolation_level(self, level)
+            self._sqltx_set("autocommit", level == ext.ISOLATION_LEVEL_AUTOCOMMIT)
+            self._sqltx_set("isolation_level", level)
+            return None
+
+        def set_session(self, isolation_level: Any = None, readonly: Any = None,
+                        deferrable: Any = None, autocommit: Any = None) -> None:
+            if not self._sqltx_armed:
+                return ext.connection.set_session(self, isolation_level, readonly, deferrable, autocommit)
+            for name, value in (("isolation_level", isolation_level), ("readonly", readonly),
+                                ("deferrable", deferrable), ("autocommit", autocommit)):
+                if value is not None:
+                    self._sqltx_set(name, value)
+            return None
+
+    return Connection, Cursor
+
+
+@cache
+def _psycopg_classes() -> tuple[Any, Any]:
+    import psycopg
+
+    base: Any = psycopg.Connection
+
+    class Cursor(psycopg.Cursor):
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
+
+        def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
+            return _reported(self.connection, query,
+                             lambda: super(Cursor, self).executemany(query, params_seq, **kwargs))
+
+    class Connection(Guard, base):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.cursor_factory = Cursor
+
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            self._sqltx_dirty = True
+            return super().cursor(*args, **kwargs)
+
+        def _sqltx_exec(self, sql: str) -> None:
+            # A plain psycopg.Cursor: not reported to the guard.
+            with psycopg.Cursor(self) as cur:
+                cur.execute(sql)
+
+        def _sqltx_real_commit(self) -> None:
+            base.commit(self)
+
+        def _sqltx_real_rollback(self) -> None:
+            base.rollback(self)
+
+        def _sqltx_real_close(self) -> None:
+            base.close(self)
+
+        autocommit = _guarded_setting(base.autocommit, "autocommit")
+        isolation_level = _guarded_setting(base.isolation_level, "isolation_level")
+        read_only = _guarded_setting(base.read_only, "read_only")
+        deferrable = _guarded_setting(base.deferrable, "deferrable")
+
+        def set_autocommit(self, value: bool) -> None:
+            self.autocommit = value
+
+        def set_isolation_level(self, value: Any) -> None:
+            self.isolation_level = value
+
+        def set_read_only(self, value: Any) -> None:
+            self.read_only = value
+
+        def set_deferrable(self, value: Any) -> None:
+            self.deferrable = value
+
+    return Connection, Cursor
+
+
+@register("postgresql")
+class PostgreSQL(Backend):
+    """PostgreSQL through psycopg2 (``postgresql://``, ``postgresql+psycopg2://``)
+    or psycopg 3 (``postgresql+psycopg://``)."""
+
+    display_name = "PostgreSQL"
+    #: driver name in the URL -> the package that provides it
+    drivers = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
+
+    def install(self, engine: Engine) -> None:
+        if self.driver == "psycopg2":
+            connection_cls, _ = _psycopg2_classes()
+
+            @event.listens_for(engine, "do_connect")
+            def _connect2(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+                cparams["connection_factory"] = connection_cls
+        else:
+            connection_cls, _ = _psycopg_classes()
+
+            @event.listens_for(engine, "do_connect")
+            def _connect3(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+                return connection_cls.connect(*cargs, **cparams)
+
+    def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
+        # Plain SET inside the run's transaction: reverted with it at the end.
+        return [
+            f"SET lock_timeout = {int(lock_timeout_ms)}",
+            f"SET statement_timeout = {int(statement_timeout_ms)}",
+        ]
+
+    def server_version(self, dbapi_connection: Any) -> str:
+        number = int(dbapi_connection.info.server_version)
+        return f"PostgreSQL {number // 10000}.{number % 10000}"
+
+    def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
+        seen: set[int] = set()
+        cause: BaseException | None = exc
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+            if code == _LOCK_NOT_AVAILABLE:
+                return (
+                    f"nose2-sqltx: this statement waited longer than lock-timeout ({lock_timeout_ms} ms) "
+                    "for a lock held by another connection. Work done outside the test transaction "
+                    "(a second engine, a thread with its own connection) cannot see or release the "
+                    "test's locks; route it through the test's engine, or raise lock-timeout under [sqltx]"
+                )
+            if code == _QUERY_CANCELED and "statement timeout" in str(cause):
+                return (
+                    f"nose2-sqltx: this statement ran longer than statement-timeout ({statement_timeout_ms} ms); "
+                    "raise statement-timeout under [sqltx] if that is expected (0 turns it off)"
+                )
+            cause = getattr(cause, "orig", None) or cause.__cause__
+        return None

@@ -1,0 +1,108 @@
+"""Exceptions raised by nose2-sqltx.
+
+Every exception carries the data it talks about as attributes, and its message
+says what happened, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+__unittest = True  # keep our frames out of test tracebacks
+
+__all__ = [
+    "SqltxError",
+    "ConfigError",
+    "NotActiveError",
+    "DatabaseUnavailableError",
+    "SetupError",
+    "TransactionEndedError",
+]
+
+
+class SqltxError(Exception):
+    """Base class of every error nose2-sqltx raises on purpose."""
+
+
+class ConfigError(SqltxError, ValueError):
+    """A setting in ``[sqltx]`` (or its environment variable) is wrong.
+
+    ``key`` is the setting, ``value`` what was given (DSNs masked), ``problem``
+    what is wrong and ``fix`` what to do.
+    """
+
+    def __init__(self, key: str, value: object, problem: str, fix: str) -> None:
+        self.key = key
+        self.value = value
+        self.problem = problem
+        self.fix = fix
+        shown = "" if value is None else f" = {value}"
+        # Environment variables are upper case; keys of [sqltx] are not.
+        where = f"environment variable {key}" if key.isupper() else f"[sqltx] {key}"
+        super().__init__(f"{where}{shown}: {problem}. {fix}")
+
+
+class NotActiveError(SqltxError, RuntimeError):
+    """Database access was asked for while no isolated database is running."""
+
+    def __init__(self, what: str = "DatabaseTest") -> None:
+        self.what = what
+        super().__init__(
+            f"{what} needs the nose2-sqltx plugin: run `nose2 --plugin nose2_sqltx`, "
+            "or add `plugins = nose2_sqltx` under [unittest] in unittest.cfg "
+            "(and do not set `always-on = false` under [sqltx])"
+        )
+
+
+class DatabaseUnavailableError(SqltxError, ConnectionError):
+    """The database named by the DSN could not be reached or logged into."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url  # already masked
+        self.reason = reason
+        super().__init__(
+            f"cannot connect to {url}: {reason}. Check that the server is running and "
+            "that dsn (or SQLTX_DSN) names the right host, port, user and database"
+        )
+
+
+class SetupError(SqltxError):
+    """Creating the schema or running a fixture failed at the start of the run."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        self.step = step
+        self.reason = reason
+        super().__init__(f"{step} failed: {reason}")
+
+
+class TransactionEndedError(SqltxError):
+    """Code under test ended the run's transaction behind the plugin's back.
+
+    This happens when raw transaction-control SQL (``COMMIT``, ``ROLLBACK``,
+    ``RELEASE``/``ROLLBACK TO`` of the plugin's own savepoints) is executed.
+    ``statement`` is the last statement seen, ``committed`` whether the run's
+    work reached the database (it is removed again by the plugin).
+    """
+
+    def __init__(self, statement: str | None, committed: bool, dropped: tuple[str, ...] = (),
+                 *, refused: bool = False) -> None:
+        self.statement = statement
+        self.committed = committed
+        self.dropped = dropped
+        self.refused = refused
+        what = f"the statement {statement!r}" if statement else "a statement nose2-sqltx did not see (a cursor of another class?)"
+        fix = (
+            "Use session.commit(), connection.commit() or rollback(), which nose2-sqltx maps "
+            "onto savepoints, instead of executing COMMIT or ROLLBACK as SQL"
+        )
+        if refused:
+            super().__init__(
+                f"refused to run more SQL: {what} ended the test transaction earlier in this test. {fix}"
+            )
+            return
+        if committed:
+            damage = (
+                "the run's work up to then was committed; nose2-sqltx dropped the tables "
+                f"it had created ({', '.join(dropped)}) and rebuilt the schema"
+            )
+        else:
+            damage = "the run's transaction is gone; nose2-sqltx rebuilt the schema"
+        super().__init__(f"{what} ended the test transaction ({damage}). {fix}")

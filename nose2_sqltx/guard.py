@@ -1,0 +1,187 @@
+"""The guarded DB-API connection: every handle a test gets is the test transaction.
+
+A :class:`Guard` is mixed into a driver's own connection class (a real
+subclass, so that C extensions which type-check the connection, such as
+psycopg2's ``register_uuid``, keep working). Once *armed*, transaction control
+coming from application code is mapped onto savepoints instead of ending the
+run's transaction:
+
+==========================  ==================================================
+app calls                   what the guard does
+==========================  ==================================================
+``commit()``                ``RELEASE SAVEPOINT sqltx_tx; SAVEPOINT sqltx_tx``
+``rollback()``, ``close()`` ``ROLLBACK TO SAVEPOINT sqltx_tx``
+autocommit on               the same commit after every statement
+isolation level, read-only  remembered and ignored (one transaction cannot
+                            change its isolation level half way)
+``COMMIT`` as SQL           detected right after it ran (the connection is
+                            idle); every later statement is refused with
+                            :class:`~nose2_sqltx.errors.TransactionEndedError`
+                            until the owner repairs the run
+==========================  ==================================================
+
+``sqltx_tx`` always marks "the last commit" of the innermost scope; the
+scope's own savepoint (owned by :mod:`nose2_sqltx.isolation`) sits below it.
+Savepoint names are shadowed by newer ones of the same name, which is what
+lets every scope use the same ``sqltx_tx``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import TransactionEndedError
+
+__unittest = True
+
+TX_SAVEPOINT = "sqltx_tx"
+_COMMIT = f"RELEASE SAVEPOINT {TX_SAVEPOINT}; SAVEPOINT {TX_SAVEPOINT}"
+_ROLLBACK = f"ROLLBACK TO SAVEPOINT {TX_SAVEPOINT}"
+
+# libpq transaction states; psycopg2 and psycopg 3 use the same numbers.
+IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
+
+
+class Guard:
+    """Mixin for a driver connection class; see the module docstring.
+
+    A driver adapter provides ``_sqltx_exec`` (run SQL bypassing the guard),
+    ``_sqltx_status`` and the ``_sqltx_real_*`` methods.
+    """
+
+    _sqltx_armed: bool = False
+    _sqltx_quiet: bool = False  # the owner is about to roll back anyway
+    _sqltx_dirty: bool = False  # a cursor was made since the last commit/rollback
+    _sqltx_autocommit: bool = False
+    _sqltx_ended: bool = False
+    _sqltx_last: str | None = None
+    _sqltx_settings: dict[str, Any] | None = None
+
+    # -- provided by the driver adapter -----------------------------------
+    def _sqltx_exec(self, sql: str) -> None:
+        raise NotImplementedError
+
+    def _sqltx_status(self) -> int:
+        return int(self.info.transaction_status)  # type: ignore[attr-defined]
+
+    def _sqltx_real_commit(self) -> None:
+        raise NotImplementedError
+
+    def _sqltx_real_rollback(self) -> None:
+        raise NotImplementedError
+
+    def _sqltx_real_close(self) -> None:
+        raise NotImplementedError
+
+    # -- used by the owner (isolation.py) ----------------------------------
+    def sqltx_arm(self) -> None:
+        """From now on, app transaction control maps onto savepoints."""
+        self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
+        self._sqltx_armed = True
+        self._sqltx_ended = False
+        self._sqltx_last = None
+        self._sqltx_dirty = False
+        self._sqltx_autocommit = False
+        self._sqltx_settings = {}
+
+    def sqltx_disarm(self) -> None:
+        self._sqltx_armed = False
+        self._sqltx_quiet = False
+
+    def sqltx_push(self, name: str) -> None:
+        """Open a scope: its own savepoint plus a fresh commit marker."""
+        self._sqltx_check()
+        self._sqltx_exec(f"SAVEPOINT {name}; SAVEPOINT {TX_SAVEPOINT}")
+        self._sqltx_dirty = False
+        self._sqltx_autocommit = False
+
+    def sqltx_pop(self, name: str) -> None:
+        """Undo everything since :meth:`sqltx_push` and drop the savepoint.
+
+        Releasing after the rollback is what keeps the savepoint stack (and the
+        locks PostgreSQL keeps per subtransaction) flat over a long run.
+        """
+        self._sqltx_check()
+        self._sqltx_exec(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        self._sqltx_dirty = False
+        self._sqltx_autocommit = False
+        self._sqltx_settings = {}
+
+    @property
+    def sqltx_ended(self) -> bool:
+        """True once the run's transaction was found ended behind our back."""
+        return self._sqltx_ended
+
+    @property
+    def sqltx_last_statement(self) -> str | None:
+        return self._sqltx_last
+
+    def _sqltx_check(self) -> None:
+        if self._sqltx_ended:
+            # Refuse: with psycopg2 the next statement would run in autocommit.
+            raise TransactionEndedError(self._sqltx_last, committed=False, refused=True)
+
+    # -- seen by the cursor wrappers ---------------------------------------
+    def _sqltx_before(self, statement: object) -> None:
+        if self._sqltx_armed:
+            self._sqltx_check()
+            self._sqltx_dirty = True
+
+    def _sqltx_after(self, statement: object, ok: bool) -> None:
+        if not self._sqltx_armed:
+            return
+        status = self._sqltx_status()
+        if status == IDLE:
+            # Only transaction-control SQL leaves an armed connection idle.
+            # The statement itself is not failed: the owner reports the
+            # damage once, when the scope ends.
+            self._sqltx_ended = True
+            self._sqltx_last = _short(statement)
+        elif self._sqltx_autocommit and not self._sqltx_quiet:
+            # Emulated autocommit: each statement's work is kept (or, if it
+            # failed, undone) as a real autocommit connection would do.
+            self._sqltx_exec(_COMMIT if status == INTRANS else _ROLLBACK)
+            self._sqltx_dirty = False
+
+    # -- the DB-API surface the application sees ---------------------------
+    def commit(self) -> None:
+        if not self._sqltx_armed:
+            return self._sqltx_real_commit()
+        if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
+            return None
+        # Like PostgreSQL, a commit of a failed transaction rolls it back.
+        self._sqltx_exec(_ROLLBACK if self._sqltx_status() == INERROR else _COMMIT)
+        self._sqltx_dirty = False
+        return None
+
+    def rollback(self) -> None:
+        if not self._sqltx_armed:
+            return self._sqltx_real_rollback()
+        if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
+            return None
+        self._sqltx_exec(_ROLLBACK)
+        self._sqltx_dirty = False
+        return None
+
+    def close(self) -> None:
+        if not self._sqltx_armed:
+            return self._sqltx_real_close()
+        # PEP 249: closing without commit rolls back; the connection itself is
+        # the run's and stays open.
+        return self.rollback()
+
+    def _sqltx_set(self, name: str, value: Any) -> None:
+        assert self._sqltx_settings is not None
+        self._sqltx_settings[name] = value
+        if name == "autocommit":
+            self._sqltx_autocommit = bool(value)
+
+    def _sqltx_get(self, name: str, default: Any) -> Any:
+        return (self._sqltx_settings or {}).get(name, default)
+
+
+def _short(statement: object) -> str:
+    if isinstance(statement, bytes):
+        statement = statement.decode("utf-8", "replace")
+    text = " ".join(str(statement).split())
+    return text if len(text) <= 80 else text[:77] + "..."

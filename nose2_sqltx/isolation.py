@@ -1,0 +1,441 @@
+"""The core: one run-long transaction, scopes as savepoints, handles for tests.
+
+Knows nothing about nose2. :class:`IsolatedDatabase` is a context manager; so
+is :meth:`IsolatedDatabase.scope`::
+
+    with IsolatedDatabase(url, metadata=[Base.metadata]) as db:
+        with db.scope() as scope:            # e.g. a test class
+            scope.session.add(User(name="a"))
+            scope.session.commit()           # a savepoint release, not a commit
+            with db.scope() as inner:        # e.g. a test
+                ...                          # sees "a"; its own work is undone
+    # nothing of the run is left in the database
+
+Life cycle: :meth:`~IsolatedDatabase.start` opens one connection and one
+transaction, sets the timeouts, creates the schema and runs the fixtures.
+Each :meth:`~IsolatedDatabase.begin_scope` sets a savepoint; each
+:meth:`~IsolatedDatabase.end_scope` rolls back to it and releases it.
+:meth:`~IsolatedDatabase.stop` rolls back everything and closes.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from .config import mask_url
+from .dialects import Backend, backend_for
+from .errors import ConfigError, DatabaseUnavailableError, NotActiveError, SetupError, TransactionEndedError
+from .guard import Guard
+
+__unittest = True
+
+__all__ = ["IsolatedDatabase", "Scope", "active_database", "current"]
+
+Fixture = Callable[[Connection], object]
+
+_active: IsolatedDatabase | None = None
+_active_lock = threading.Lock()
+
+
+def active_database(what: str = "nose2-sqltx") -> IsolatedDatabase:
+    """The running :class:`IsolatedDatabase`, or :class:`NotActiveError`."""
+    if _active is None:
+        raise NotActiveError(what)
+    return _active
+
+
+def current() -> Scope:
+    """The innermost open scope of the running database: the current test's,
+    else its class's, else the run's (as seen by fixture callables).
+
+    Use it where a TestCase attribute cannot reach, e.g. in an app factory::
+
+        app = create_app(engine=nose2_sqltx.current().engine)
+    """
+    return active_database("nose2_sqltx.current()").current_scope
+
+
+class Scope:
+    """One level of isolation (the run, a class, a test) and its handles.
+
+    ``engine``: an Engine whose every connection is the test transaction.
+    ``connection`` and ``session`` are made on first use and closed when the
+    scope ends. All handles share one transaction: a commit through any of
+    them keeps the work until the scope ends; a rollback through any of them
+    undoes everything since the last commit.
+    """
+
+    def __init__(self, database: IsolatedDatabase, depth: int, setup: Callable[[], object] | None) -> None:
+        self.database = database
+        self.depth = depth
+        self.savepoint = f"sqltx_{depth}"
+        self.setup = setup
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+        self.closed = False
+
+    @property
+    def engine(self) -> Engine:
+        return self.database.engine
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._check_open()
+            self._connection = self.database.engine.connect()
+        return self._connection
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._check_open()
+            self._session = Session(bind=self.database.engine)
+        return self._session
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RuntimeError(f"this database scope (depth {self.depth}) has ended; use the current one")
+
+    def _close_handles(self) -> None:
+        # Called with the guard quiet: their rollbacks are no-ops, because the
+        # whole scope is rolled back right after.
+        for handle in (self._session, self._connection):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - the scope rollback below decides
+                    pass
+        self._session = self._connection = None
+        self.closed = True
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.database.end_scope(self)
+
+    def __repr__(self) -> str:
+        return f"<Scope depth={self.depth} {'closed' if self.closed else 'open'}>"
+
+
+class IsolatedDatabase:
+    """A database whose every change during the run is rolled back at the end.
+
+    ``url``: a SQLAlchemy URL (string or :class:`~sqlalchemy.engine.URL`).
+    ``metadata``: MetaData objects (or anything with a ``.metadata``, such as a
+    declarative Base) whose tables are created inside the run's transaction.
+    ``fixtures``: callables run once, in order, with the run's Connection,
+    after the schema exists; what they write is seen by every test.
+    ``lock_timeout_ms`` / ``statement_timeout_ms``: server timeouts (0: off).
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        metadata: Sequence[Any] = (),
+        fixtures: Sequence[Fixture] = (),
+        lock_timeout_ms: int = 10_000,
+        statement_timeout_ms: int = 60_000,
+    ) -> None:
+        self.url = make_url(url) if isinstance(url, str) else url
+        self.backend: Backend = backend_for(self.url)
+        self.metadata: list[MetaData] = [_as_metadata(m) for m in metadata]
+        self.fixtures = list(fixtures)
+        self.lock_timeout_ms = lock_timeout_ms
+        self.statement_timeout_ms = statement_timeout_ms
+        self._engine: Engine | None = None
+        self._guard: Guard | None = None
+        self._scopes: list[Scope] = []
+        self._created: list[str] = []
+        self.server_version = ""
+        self.timings: dict[str, float] = {}
+        self.incidents: list[TransactionEndedError] = []
+
+    # -- life cycle --------------------------------------------------------
+    def __enter__(self) -> IsolatedDatabase:
+        self.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise NotActiveError("this IsolatedDatabase (it is not started)")
+        return self._engine
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @property
+    def current_scope(self) -> Scope:
+        if not self._scopes:
+            raise NotActiveError("this IsolatedDatabase (it is not started)")
+        return self._scopes[-1]
+
+    def start(self) -> None:
+        """Connect, begin the run's transaction, create the schema, run fixtures."""
+        global _active
+        with _active_lock:
+            if _active is not None:
+                raise RuntimeError("another IsolatedDatabase is already running in this process")
+            _active = self
+        try:
+            started = time.perf_counter()
+            # StaticPool: every checkout is the one guarded DB-API connection,
+            # so Sessions, Connections and app code all share the transaction.
+            try:
+                engine = create_engine(self.url, poolclass=StaticPool)
+            except ImportError as exc:
+                package = self.backend.drivers.get(self.backend.driver, self.backend.driver)
+                raise ConfigError(
+                    "dsn", self.masked_url, f"the driver {self.backend.driver!r} is not installed ({exc})",
+                    f"pip install {package}, or name another driver in the URL",
+                ) from None
+            self.backend.install(engine)
+            self._engine = engine
+            try:
+                with engine.connect() as conn:
+                    guard = conn.connection.dbapi_connection
+            except DBAPIError as exc:
+                raise DatabaseUnavailableError(self.masked_url, self._scrub(exc.orig or exc)) from None
+            assert isinstance(guard, Guard)
+            self._guard = guard
+            self.server_version = self.backend.server_version(guard)
+            self.timings["connect"] = time.perf_counter() - started
+            self._open_run()
+        except BaseException:
+            self._teardown()
+            raise
+
+    def _open_run(self) -> None:
+        """Begin the outer transaction and build the run's state inside it."""
+        guard = self._require_guard()
+        for sql in self.backend.run_setup_sql(
+            lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
+        ):
+            guard._sqltx_exec(sql)
+        guard.sqltx_arm()
+        run_scope = Scope(self, 0, None)
+        self._scopes = [run_scope]
+        started = time.perf_counter()
+        conn = run_scope.connection
+        if self.metadata:
+            existing = set(inspect(conn).get_table_names())
+            try:
+                for metadata in self.metadata:
+                    metadata.create_all(conn)
+                conn.commit()
+            except SQLAlchemyError as exc:
+                raise SetupError("creating the schema (metadata)", _first_line(exc)) from exc
+            self._created = [t.name for m in self.metadata for t in m.sorted_tables if t.name not in existing]
+        self.timings["schema"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for fixture in self.fixtures:
+            try:
+                fixture(conn)
+                conn.commit()
+            except Exception as exc:
+                name = getattr(fixture, "__qualname__", repr(fixture))
+                raise SetupError(f"fixture {name}", f"{type(exc).__name__}: {_first_line(exc)}{_where(exc)}") from exc
+        self.timings["fixtures"] = time.perf_counter() - started
+
+    def stop(self) -> None:
+        """Roll back everything the run did and close the connection.
+
+        Raises :class:`TransactionEndedError` (after cleaning up) if code
+        ended the run's transaction since the last scope ended.
+        """
+        incident = None
+        try:
+            guard = self._guard
+            if guard is not None and guard.sqltx_ended:
+                incident = self._repair(rebuild=False)
+                self.incidents.append(incident)
+        finally:
+            self._teardown()
+        if incident is not None:
+            raise incident
+
+    def _teardown(self) -> None:
+        global _active
+        try:
+            for scope in reversed(self._scopes):
+                if self._guard is not None:
+                    self._guard._sqltx_quiet = True
+                scope._close_handles()
+            self._scopes = []
+            guard, self._guard = self._guard, None
+            if guard is not None:
+                guard.sqltx_disarm()
+                try:
+                    guard._sqltx_real_rollback()
+                finally:
+                    guard._sqltx_real_close()
+        finally:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+            with _active_lock:
+                if _active is self:
+                    _active = None
+
+    # -- scopes --------------------------------------------------------------
+    def begin_scope(self, setup: Callable[[], object] | None = None) -> Scope:
+        """Open a nested scope (a savepoint) and return it.
+
+        ``setup``, if given, is called now and called again if the run has to
+        be rebuilt after code under test ended its transaction.
+        """
+        guard = self._require_guard()
+        scope = Scope(self, len(self._scopes), setup)
+        guard.sqltx_push(scope.savepoint)
+        self._scopes.append(scope)
+        if setup is not None:
+            try:
+                setup()
+            except BaseException:
+                try:
+                    self.end_scope(scope)
+                except TransactionEndedError:
+                    pass  # the setup's own error is the one to report
+                raise
+        return scope
+
+    def end_scope(self, scope: Scope) -> None:
+        """Undo everything done in ``scope`` (and any scope still open inside it).
+
+        Raises :class:`TransactionEndedError` if code in the scope ended the
+        run's transaction; the run is repaired first, so later scopes work.
+        """
+        if scope not in self._scopes:
+            return  # already ended (e.g. by an enclosing scope, or twice)
+        guard = self._require_guard()
+        guard._sqltx_quiet = True
+        try:
+            while self._scopes and self._scopes[-1] is not scope:
+                self._scopes.pop()._close_handles()
+            scope._close_handles()
+            self._scopes.pop()
+            if not guard.sqltx_ended:
+                try:
+                    guard.sqltx_pop(scope.savepoint)
+                    return
+                except Exception:  # noqa: BLE001
+                    # The savepoint is gone: raw transaction control got past
+                    # the guard (e.g. a cursor of another class).
+                    guard._sqltx_ended = True
+                    guard._sqltx_last = None
+        finally:
+            guard._sqltx_quiet = False
+        incident = self._repair(rebuild=True)
+        self.incidents.append(incident)
+        raise incident
+
+    @contextmanager
+    def scope(self, setup: Callable[[], object] | None = None) -> Iterator[Scope]:
+        """``with db.scope() as s:`` — :meth:`begin_scope` / :meth:`end_scope`."""
+        scope = self.begin_scope(setup)
+        try:
+            yield scope
+        finally:
+            self.end_scope(scope)
+
+    # -- repair ----------------------------------------------------------------
+    def _repair(self, *, rebuild: bool) -> TransactionEndedError:
+        """Clean up after the run's transaction was ended behind our back.
+
+        The transaction may have been committed (then the schema and data are
+        in the database and must go) or rolled back. Rebuild the run and
+        replay the setup of the scopes still open, so later tests work.
+        """
+        guard = self._require_guard()
+        statement = guard.sqltx_last_statement
+        guard.sqltx_disarm()
+        guard._sqltx_real_rollback()
+        open_scopes = self._scopes[1:]
+        for scope in reversed(self._scopes):
+            scope._close_handles()
+        self._scopes = []
+        dropped: tuple[str, ...] = ()
+        if self._created:
+            with self.engine.connect() as conn:
+                left = set(inspect(conn).get_table_names()) & set(self._created)
+                tables = [t for m in self.metadata for t in reversed(m.sorted_tables) if t.name in left]
+                for table in tables:
+                    table.drop(conn)
+                conn.commit()
+            dropped = tuple(t.name for t in tables)
+        guard._sqltx_real_rollback()
+        incident = TransactionEndedError(statement, committed=bool(dropped), dropped=dropped)
+        if rebuild:
+            self._open_run()
+            # Callers hold the Scope objects: reopen the same ones, outermost first.
+            for scope in open_scopes:
+                scope.depth = len(self._scopes)
+                scope.savepoint = f"sqltx_{scope.depth}"
+                scope.closed = False
+                guard.sqltx_push(scope.savepoint)
+                self._scopes.append(scope)
+                if scope.setup is not None:
+                    scope.setup()
+        return incident
+
+    def _require_guard(self) -> Guard:
+        if self._guard is None:
+            raise NotActiveError("this IsolatedDatabase (it is not started)")
+        return self._guard
+
+    def explain(self, exc: BaseException) -> str | None:
+        """A hint to attach to a test error caused by ``exc`` (timeouts), or None."""
+        return self.backend.explain(
+            exc, lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
+        )
+
+    def _scrub(self, exc: BaseException) -> str:
+        text = _first_line(exc)
+        secrets = [str(self.url.password or "")]
+        if self.url.host and "@" in self.url.host:  # an unencoded @ in the password
+            secrets.append(self.url.host.rsplit("@", 1)[0])
+        for secret in filter(None, secrets):
+            text = text.replace(secret, "***")
+        return text
+
+
+def _as_metadata(obj: Any) -> MetaData:
+    if isinstance(obj, MetaData):
+        return obj
+    metadata = getattr(obj, "metadata", None)
+    if isinstance(metadata, MetaData):
+        return metadata
+    raise TypeError(f"{obj!r} is neither a MetaData nor has a .metadata (such as a declarative Base)")
+
+
+def _where(exc: BaseException) -> str:
+    """`` (at file:line)`` of the innermost frame that raised ``exc``."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    frame = frames[-1]
+    return f" (at {os.path.relpath(frame.filename)}:{frame.lineno})"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,227 @@
+"""nose2 plugin: run every test in a rolled-back transaction on a real database.
+
+Load it with ``nose2 --plugin nose2_sqltx`` or in unittest.cfg::
+
+    [unittest]
+    plugins = nose2_sqltx
+
+    [sqltx]
+    dsn = postgresql+psycopg2://postgres@127.0.0.1:5432/test
+    metadata = myapp.models:Base
+    fixtures = myapp.testing:seed_roles
+    lock-timeout = 10s
+    statement-timeout = 60s
+
+Loaded means on; ``always-on = false`` under ``[sqltx]`` switches it off
+unless ``--sqltx`` is given. ``SQLTX_DSN`` in the environment wins over
+``dsn``. nose2 reads unittest.cfg with ``%`` interpolation: write a
+URL-encoded password's ``%40`` as ``%%40``, or set ``SQLTX_DSN`` instead.
+
+This module only translates nose2's hooks into calls on
+:class:`nose2_sqltx.isolation.IsolatedDatabase`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import traceback
+from typing import Any
+import unittest
+
+from nose2.events import Plugin
+from sqlalchemy import MetaData
+
+from .config import Settings, import_object
+from .dialects import backend_for
+from .errors import ConfigError, SqltxError
+from .isolation import IsolatedDatabase, Scope
+from .testcase import DatabaseTest
+
+__unittest = True
+
+__all__ = ["SqltxPlugin"]
+
+PREFIX = "nose2-sqltx"
+
+
+class SqltxPlugin(Plugin):
+    """Isolate every test in a savepoint of one run-long transaction."""
+
+    configSection = "sqltx"
+    alwaysOn = True
+    commandLineSwitch = (None, "sqltx", "Run each test in a rolled-back transaction (nose2-sqltx)")
+
+    def __init__(self) -> None:
+        parser = self.session.config
+        options = parser.items(self.configSection) if parser.has_section(self.configSection) else []
+        try:
+            self.settings = Settings.from_options(options)
+            if self.settings.url is not None:
+                backend_for(self.settings.url, self.settings.dsn_source)
+        except ConfigError as exc:
+            _fatal(exc)
+        self.database: IsolatedDatabase | None = None
+        self._plain: dict[int, Scope] = {}
+        self._summary = ""
+
+    def startTestRun(self, event: Any) -> None:
+        """Connect, open the run's transaction, create the schema, run fixtures."""
+        self._terminated = False
+        self._previous_sigterm = _catch_sigterm(self._on_sigterm)
+        try:
+            self.database = IsolatedDatabase(
+                self.settings.require_url(),
+                metadata=[_load_metadata(path) for path in self.settings.metadata],
+                fixtures=[_load_fixture(path) for path in self.settings.fixtures],
+                lock_timeout_ms=self.settings.lock_timeout_ms,
+                statement_timeout_ms=self.settings.statement_timeout_ms,
+            )
+            self.database.start()
+        except SqltxError as exc:
+            self.database = None
+            _restore_sigterm(self._previous_sigterm)
+            _fatal(exc)
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        # unittest lets only KeyboardInterrupt through its error handling, so
+        # SIGTERM travels as one and stopTestRun rolls back before we exit.
+        self._terminated = True
+        raise Terminated()
+
+    def startTest(self, event: Any) -> None:
+        """Give tests that are not DatabaseTests a scope too (``current()``)."""
+        if self.database is not None and not isinstance(event.test, DatabaseTest):
+            try:
+                self._plain[id(event.test)] = self.database.begin_scope()
+            except Exception:
+                event.result.addError(event.test, _short_exc_info())
+
+    def stopTest(self, event: Any) -> None:
+        """Roll back a plain test's scope; a problem is that test's error."""
+        scope = self._plain.pop(id(event.test), None)
+        if scope is not None and self.database is not None:
+            try:
+                self.database.end_scope(scope)
+            except Exception:
+                event.result.addError(event.test, _short_exc_info())
+
+    def setTestOutcome(self, event: Any) -> None:
+        """End a passing plain test's scope now, so a problem replaces the pass;
+        explain lock and statement timeouts in a test's error."""
+        if event.outcome == "passed" and self.database is not None:
+            scope = self._plain.pop(id(event.test), None)
+            if scope is not None:
+                try:
+                    self.database.end_scope(scope)
+                except Exception:
+                    event.outcome, event.expected, event.exc_info = "error", False, _short_exc_info()
+        exc = event.exc_info[1] if event.exc_info else None
+        if exc is not None and self.database is not None:
+            note = self.database.explain(exc)
+            if note and note not in getattr(exc, "__notes__", ()):
+                exc.add_note(note)
+
+    def stopTestRun(self, event: Any) -> None:
+        """Roll back everything and close; a problem here fails the run."""
+        _restore_sigterm(getattr(self, "_previous_sigterm", None))
+        database, self.database = self.database, None
+        if database is None:
+            return
+        try:
+            database.stop()
+        except Exception as exc:
+            if not isinstance(exc, SqltxError):
+                exc = SqltxError(f"cleaning up the run failed: {type(exc).__name__}: {exc}")
+            event.result.addError(EndOfRun(), _without_traceback(exc))
+        self._summary = _summary(database)
+        if getattr(self, "_terminated", False):
+            print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
+            os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
+
+    def afterSummaryReport(self, event: Any) -> None:
+        """Say which database was used and how long the set-up took."""
+        if self._summary:
+            event.stream.writeln(self._summary)
+
+
+class EndOfRun(unittest.TestCase):
+    """Stands for the run itself in the report of a problem found at its end."""
+
+    def runTest(self) -> None:  # pragma: no cover - never run
+        pass
+
+    def __str__(self) -> str:
+        return f"{PREFIX} (end of run)"
+
+
+def _summary(database: IsolatedDatabase) -> str:
+    tables = sum(len(m.tables) for m in database.metadata)
+    t = database.timings
+    return (
+        f"{PREFIX}: {database.server_version} at {database.masked_url}; "
+        f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
+        f"fixtures {t.get('fixtures', 0):.3f}s; "
+        + (f"{len(database.incidents)} test(s) ended the run's transaction (see the errors above)"
+           if database.incidents else "all rolled back")
+    )
+
+
+def _load_metadata(path: str) -> Any:
+    obj = import_object(path, "metadata")
+    if isinstance(obj, MetaData) or isinstance(getattr(obj, "metadata", None), MetaData):
+        return obj
+    raise ConfigError(
+        "metadata", path, f"is a {type(obj).__name__}, not a MetaData or a declarative Base",
+        "Point it at your MetaData or Base, e.g. myapp.models:Base",
+    )
+
+
+def _load_fixture(path: str) -> Any:
+    obj = import_object(path, "fixtures")
+    if not callable(obj):
+        raise ConfigError(
+            "fixtures", path, f"is a {type(obj).__name__}, not a callable",
+            "Point it at a function that takes the run's Connection, e.g. myapp.testing:seed",
+        )
+    return obj
+
+
+def _without_traceback(exc: BaseException) -> Any:
+    # Our message says it all. nose2 takes a "traceback" that is a list of
+    # lines as already formatted.
+    return (type(exc), exc, traceback.format_exception_only(type(exc), exc))
+
+
+def _short_exc_info() -> Any:
+    exc = sys.exc_info()[1]
+    if isinstance(exc, SqltxError):
+        return _without_traceback(exc)
+    return sys.exc_info()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, on its way to stopTestRun."""
+
+
+def _catch_sigterm(handler: Any) -> Any:
+    """Install ``handler`` for SIGTERM if nobody else handles it; return the old one."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None  # someone else's handler: leave it alone
+    signal.signal(signal.SIGTERM, handler)
+    return signal.SIG_DFL
+
+
+def _restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _fatal(exc: Exception) -> None:
+    """User mistakes: one line on stderr, exit status 2, no traceback."""
+    print(f"{PREFIX}: error: {exc}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,51 @@
+import unittest
+
+from sqlalchemy import text
+
+import nose2_sqltx
+from scenario_models import Item, items, references
+from nose2_sqltx import DatabaseTest
+
+
+class TestEnded(DatabaseTest, unittest.TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.session.add(Item(name="class"))
+        cls.session.commit()
+
+    def setUp(self):
+        self.assertEqual(items(self.connection), ["class"], "class data lost or test data leaked")
+        self.assertEqual(references(self.connection), 2, "fixture data lost")
+
+    def test_1_raw_commit(self):
+        self.connection.execute(text("INSERT INTO sqltx_item (name) VALUES ('raw')"))
+        self.connection.execute(text("COMMIT"))
+
+    def test_2_after_commit(self):
+        pass
+
+    def test_3_raw_rollback(self):
+        self.session.execute(text("ROLLBACK"))
+
+    def test_4_after_rollback(self):
+        pass
+
+    def test_5_commit_through_foreign_cursor(self):
+        raw = self.engine.raw_connection().dbapi_connection
+        if type(raw).__module__.startswith("nose2_sqltx") and hasattr(raw, "set_session"):
+            import psycopg2.extras
+
+            cur = raw.cursor(cursor_factory=psycopg2.extras.DictCursor)
+        else:
+            import psycopg
+
+            cur = psycopg.ClientCursor(raw)
+        cur.execute("COMMIT")
+
+    def test_6_after_foreign_cursor(self):
+        pass
+
+
+class TestPlainEnded(unittest.TestCase):
+    def test_raw_commit_in_plain_test(self):
+        nose2_sqltx.current().connection.execute(text("COMMIT"))

@@ -1,0 +1,10 @@
+import unittest
+
+from scenario_models import items
+from nose2_sqltx import DatabaseTest
+
+
+class TestPercent(DatabaseTest, unittest.TestCase):
+    def test_connected(self):
+        self.assertEqual(items(self.connection), [])
+        self.assertEqual(self.engine.url.password, "p@ssw0rd")

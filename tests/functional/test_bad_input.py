@@ -1,0 +1,96 @@
+"""Bad input: one clear line naming the key or value and the fix, exit 2,
+no traceback, no password, nothing left behind."""
+
+import os
+import re
+import subprocess
+import sys
+
+from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, run_nose2
+
+SECRET = "s3cret-pw"
+
+
+class TestBadInput(FunctionalTest):
+    def assertOneLineError(self, run, *fragments):
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertNotIn("Traceback", run.output)
+        self.assertNotIn(SECRET, run.output)
+        lines = [line for line in run.output.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, run.output)
+        self.assertTrue(lines[0].startswith("nose2-sqltx: error: "), lines[0])
+        for fragment in fragments:
+            self.assertIn(fragment, lines[0])
+        self.assertDatabaseUnchanged()
+
+    def test_config_file_mistakes(self):
+        cases = {
+            "unknown_key": ("[sqltx] dns: unknown key", "Did you mean 'dsn'?"),
+            "bad_module": ("[sqltx] metadata = no_such_module:Base", "cannot import module 'no_such_module'"),
+            "bad_attr": ("[sqltx] metadata = models:Bsae", "has no attribute 'Bsae'"),
+            "wrong_kind": ("[sqltx] metadata = models:not_metadata", "not a MetaData or a declarative Base"),
+            "bad_path": ("[sqltx] metadata = models.Base", "not a module:attribute path"),
+            "not_callable": ("[sqltx] fixtures = models:not_metadata", "not a callable"),
+            "fixture_raises": ("fixture broken_fixture failed", "ValueError: the fixture broke on purpose",
+                               "(at models.py:"),
+            "bad_duration": ("[sqltx] lock-timeout = 10", "Write 10s or 10ms"),
+        }
+        for cfg, fragments in cases.items():
+            with self.subTest(cfg=cfg):
+                run = run_nose2("badinput", "-c", f"{cfg}.cfg")
+                self.assertOneLineError(run, *fragments)
+
+    def test_no_dsn(self):
+        run = run_nose2("badinput", "-c", "ok.cfg", set_dsn=False)
+        self.assertOneLineError(run, "[sqltx] dsn: no database configured", "SQLTX_DSN")
+
+    def test_dsn_mistakes_never_show_the_password(self):
+        cases = {
+            f"postgresql://postgres:{SECRET}@127.0.0.1:1/test": (
+                "cannot connect to postgresql://postgres:***@127.0.0.1:1/test", "refused"),
+            f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test": ("cannot connect", "postgres:***@"),
+            re.sub(r"/test$", "/no_such_db", dsn()): ("database \"no_such_db\" does not exist",),
+            f"postgresql://no_such_role:{SECRET}@127.0.0.1:5432/test": ("role \"no_such_role\" does not exist",),
+            f"postgres:{SECRET}@:::what": ("environment variable SQLTX_DSN = postgres:***@:::what", "not a database URL"),
+            f"postgresql://u:{SECRET}@with@127.0.0.1:1/test": ("cannot connect",),
+            "sqlite://": ("database 'sqlite' is not supported", "Supported: postgresql"),
+            "postgresql+asyncpg://u@h/d": ("driver 'asyncpg' is not supported", "postgresql+psycopg2"),
+        }
+        for value, fragments in cases.items():
+            with self.subTest(dsn=value.replace(SECRET, "***")):
+                run = run_nose2("badinput", "-c", "ok.cfg", env={"SQLTX_DSN": value})
+                self.assertOneLineError(run, *fragments)
+
+
+    def test_missing_driver_package(self):
+        hide = str(SCENARIOS / "badinput" / "no_psycopg")
+        run = run_nose2("badinput", "-c", "ok.cfg", driver="psycopg",
+                        env={"PYTHONPATH": f"{hide}{os.pathsep}{PYTHONPATH}"})
+        self.assertOneLineError(run, "the driver 'psycopg' is not installed", "pip install 'psycopg[binary]'")
+
+
+class TestNotActive(FunctionalTest):
+    NEEDS = "DatabaseTest needs the nose2-sqltx plugin: run `nose2 --plugin nose2_sqltx`"
+
+    def test_switched_off_in_config(self):
+        run = run_nose2("badinput", "-c", "off.cfg")
+        self.assertEqual(run.returncode, 1, run.output)
+        self.assertIn(self.NEEDS, run.stderr)
+        self.assertNotIn("nose2_sqltx/", run.stderr, "internal frames shown")
+
+    def test_plain_unittest(self):
+        proc = subprocess.run(
+            [sys.executable, "-m", "unittest", "test_never"], cwd=SCENARIOS / "badinput",
+            env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
+        )
+        self.assertEqual(proc.returncode, 1, proc.stderr)
+        self.assertIn(self.NEEDS, proc.stderr)
+        self.assertNotIn("nose2_sqltx/", proc.stderr, "internal frames shown")
+
+    def test_percent_encoded_password_in_config_file(self):
+        run = run_nose2("percent", set_dsn=False)
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertIn("postgresql+psycopg2://postgres:***@127.0.0.1:5432/test", run.stderr)
+        self.assertNotIn("p@ssw0rd", run.output)
+        self.assertNotIn("p%40ssw0rd", run.output)
+        self.assertDatabaseUnchanged()

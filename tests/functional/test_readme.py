@@ -1,0 +1,57 @@
+"""Every example in README.md runs: the blocks marked ``<!-- example: dir/file -->``
+are written out exactly as shown and run the way the README says."""
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+from tests.support import ROOT, FunctionalTest, dsn
+
+MARKED_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
+
+
+def examples():
+    return dict(MARKED_BLOCK.findall((ROOT / "README.md").read_text()))
+
+
+class TestReadme(FunctionalTest):
+    def setUp(self):
+        super().setUp()
+        tmp = tempfile.TemporaryDirectory()
+        self.addCleanup(tmp.cleanup)
+        self.dir = Path(tmp.name)
+        for name, body in examples().items():
+            path = self.dir / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(body)
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn("psycopg2")}
+
+    def run_in(self, subdir, *argv):
+        return subprocess.run(argv, cwd=self.dir / subdir, env=self.env, capture_output=True, text=True, timeout=120)
+
+    def test_examples_are_found(self):
+        self.assertEqual(sorted(examples()), ["core/example_core.py", "quickstart/models.py",
+                                              "quickstart/test_orders.py", "quickstart/unittest.cfg"])
+
+    def test_quickstart(self):
+        readme = (ROOT / "README.md").read_text()
+        self.assertIn("SQLTX_DSN=postgresql://postgres@127.0.0.1:5432/test nose2 -v", readme)
+        proc = self.run_in("quickstart", sys.executable, "-m", "nose2", "-v")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("Ran 2 tests", proc.stderr)
+        self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ at postgresql\+psycopg2://")
+        self.assertDatabaseUnchanged()
+
+    def test_core_example(self):
+        proc = self.run_in("core", sys.executable, "example_core.py")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertEqual(proc.stdout, "rows seen by the next scope: 0\n")
+        self.assertDatabaseUnchanged()
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,51 @@
+"""What app code may do inside a test, on both drivers: production semantics
+inside the test, nothing after it."""
+
+from tests.support import DRIVERS, FunctionalTest
+
+
+class TestSemantics(FunctionalTest):
+    def test_commit_rollback_and_class_data(self):
+        for driver in DRIVERS:
+            with self.subTest(driver=driver):
+                run = self.run_scenario("semantics", driver=driver)
+                self.assertRan(run, 20)
+                self.assertIn("OK", run.stderr)
+                self.assertIn(f"postgresql+{driver}://", run.stderr)
+
+
+class TestPlainTests(FunctionalTest):
+    def test_plain_testcases_and_functions_are_isolated_through_current(self):
+        run = self.run_scenario("plain")
+        self.assertRan(run, 4)
+        self.assertNotIn("FAIL", run.stderr)
+
+
+class TestClassLevel(FunctionalTest):
+    def test_setupclass_and_setuptestdata_rolled_back_after_class(self):
+        run = self.run_scenario("classlevel", expect=1)
+        self.assertRegex(run.stderr, r"test_1_sees_class_data_and_changes_it .* ok")
+        self.assertRegex(run.stderr, r"test_2_class_data_restored .* ok")
+        self.assertRegex(run.stderr, r"test_nothing_left .* ok")
+        self.assertIn("RuntimeError: setUpTestData broke on purpose", run.stderr)
+        self.assertNotIn("test_never_runs", run.stderr)
+        self.assertIn("FAILED (errors=1)", run.stderr)
+
+
+class TestFailures(FunctionalTest):
+    def test_failing_and_erroring_tests_leave_nothing_behind(self):
+        for driver in DRIVERS:
+            with self.subTest(driver=driver):
+                run = self.run_scenario("failures", driver=driver, expect=1)
+                self.assertRegex(run.stderr, r"test_4_clean .* ok")
+                self.assertIn("FAILED (failures=1, errors=3)", run.stderr)
+                self.assertIn("DivisionByZero", run.stderr)
+
+
+class TestSoak(FunctionalTest):
+    def test_twenty_thousand_tests_with_flat_locks(self):
+        # Not verbose: a failure message with 20,000 "ok" lines helps nobody.
+        run = self.run_scenario("soak", env={"SOAK_TESTS": "20000"}, timeout=600, verbose=False)
+        self.assertRan(run, 20001)
+        self.assertRegex(run.stderr, r"\nOK\n")
+        self.assertRegex(run.stdout, r"locks held by the test connection, every 500 tests: \[\d+(, \d+){39}\]")

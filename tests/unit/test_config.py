@@ -1,0 +1,66 @@
+"""Settings parsing and masking: no database needed."""
+
+import unittest
+
+from nose2_sqltx.config import Settings, mask_url
+from nose2_sqltx.errors import ConfigError
+
+
+def settings(env=None, **keys):
+    return Settings.from_options([(k.replace("_", "-"), v) for k, v in keys.items()], env or {})
+
+
+class TestSettings(unittest.TestCase):
+    def test_defaults(self):
+        s = settings()
+        self.assertIsNone(s.url)
+        self.assertEqual((s.metadata, s.fixtures), ((), ()))
+        self.assertEqual((s.lock_timeout_ms, s.statement_timeout_ms), (10_000, 60_000))
+
+    def test_environment_wins_over_file(self):
+        s = settings({"SQLTX_DSN": "postgresql://env@h/d"}, dsn="postgresql://file@h/d")
+        self.assertEqual(s.url.username, "env")
+        self.assertEqual(s.dsn_source, "SQLTX_DSN")
+        self.assertEqual(settings(dsn="postgresql://file@h/d").url.username, "file")
+
+    def test_paths_one_per_line_or_comma(self):
+        s = settings(metadata="a.b:Base\n c:meta, d:x.y")
+        self.assertEqual(s.metadata, ("a.b:Base", "c:meta", "d:x.y"))
+
+    def test_durations(self):
+        self.assertEqual(settings(lock_timeout="500ms").lock_timeout_ms, 500)
+        self.assertEqual(settings(lock_timeout="2min").lock_timeout_ms, 120_000)
+        self.assertEqual(settings(statement_timeout="0").statement_timeout_ms, 0)
+        for bad in ("10", "ten", "1.5s", "-1s"):
+            with self.assertRaises(ConfigError) as caught:
+                settings(lock_timeout=bad)
+            self.assertEqual(caught.exception.key, "lock-timeout")
+
+    def test_unknown_key_suggests(self):
+        with self.assertRaises(ConfigError) as caught:
+            settings(metdata="m:B")
+        self.assertIn("Did you mean 'metadata'?", str(caught.exception))
+        settings(always_on="false")  # nose2's own key is allowed
+
+    def test_missing_url(self):
+        with self.assertRaisesRegex(ConfigError, "no database configured.*SQLTX_DSN"):
+            settings().require_url()
+
+    def test_repr_masks_password(self):
+        s = settings(dsn="postgresql://u:topsecret@h/d")
+        self.assertNotIn("topsecret", repr(s))
+        self.assertIn("u:***@h/d", repr(s))
+
+
+class TestMask(unittest.TestCase):
+    def test_masks(self):
+        cases = {
+            "postgresql://u:pw@h:5/db": "postgresql://u:***@h:5/db",
+            "postgresql://u@h/db": "postgresql://u@h/db",
+            "postgresql://u:p@ss@h/db": "postgresql://u:***@h/db",
+            "user:pw@:::broken": "user:***@:::broken",
+            "postgresql://u:p%40ss@h/db": "postgresql://u:***@h/db",
+        }
+        for raw, masked in cases.items():
+            with self.subTest(raw=raw):
+                self.assertEqual(mask_url(raw), masked)
