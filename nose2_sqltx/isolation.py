@@ -243,7 +243,14 @@ class IsolatedDatabase:
                     metadata.create_all(conn)
                 conn.commit()
             except SQLAlchemyError as exc:
-                raise SetupError("creating the schema (metadata)", _first_line(exc)) from exc
+                reason = _first_line(exc)
+                if self.backend.is_lock_timeout(exc):
+                    reason += (
+                        " (another connection holds locks on these tables: most likely another test run "
+                        "on the same database, whose uncommitted schema blocks this one; give each "
+                        "concurrent run its own database)"
+                    )
+                raise SetupError("creating the schema (metadata)", reason) from exc
             self._created = [t.name for m in self.metadata for t in m.sorted_tables if t.name not in existing]
         self.timings["schema"] = time.perf_counter() - started
         started = time.perf_counter()

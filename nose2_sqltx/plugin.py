@@ -164,7 +164,7 @@ def _summary(database: IsolatedDatabase) -> str:
         f"{PREFIX}: {database.server_version} at {database.masked_url}; "
         f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
         f"fixtures {t.get('fixtures', 0):.3f}s; "
-        + (f"{len(database.incidents)} test(s) ended the run's transaction (see the errors above)"
+        + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"
            if database.incidents else "all rolled back")
     )
 

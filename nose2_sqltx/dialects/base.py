@@ -60,6 +60,10 @@ class Backend:
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what it wraps) is the server giving up on a lock."""
+        return False
+
     def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
         """A sentence to add to a test's error caused by ``exc``, if it helps."""
         return None

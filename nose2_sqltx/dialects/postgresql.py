@@ -18,6 +18,8 @@ from .base import Backend, register
 
 __unittest = True
 
+#: shown in pg_stat_activity unless the URL names its own application_name
+APPLICATION_NAME = "nose2-sqltx"
 _LOCK_NOT_AVAILABLE = "55P03"
 _QUERY_CANCELED = "57014"
 
@@ -187,12 +189,14 @@ class PostgreSQL(Backend):
 
             @event.listens_for(engine, "do_connect")
             def _connect2(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+                cparams.setdefault("application_name", APPLICATION_NAME)
                 cparams["connection_factory"] = connection_cls
         else:
             connection_cls, _ = _psycopg_classes()
 
             @event.listens_for(engine, "do_connect")
             def _connect3(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+                cparams.setdefault("application_name", APPLICATION_NAME)
                 return connection_cls.connect(*cargs, **cparams)
 
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
@@ -206,23 +210,34 @@ class PostgreSQL(Backend):
         number = int(dbapi_connection.info.server_version)
         return f"PostgreSQL {number // 10000}.{number % 10000}"
 
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return _sqlstate(exc)[0] == _LOCK_NOT_AVAILABLE
+
     def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
-        seen: set[int] = set()
-        cause: BaseException | None = exc
-        while cause is not None and id(cause) not in seen:
-            seen.add(id(cause))
-            code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
-            if code == _LOCK_NOT_AVAILABLE:
-                return (
-                    f"nose2-sqltx: this statement waited longer than lock-timeout ({lock_timeout_ms} ms) "
-                    "for a lock held by another connection. Work done outside the test transaction "
-                    "(a second engine, a thread with its own connection) cannot see or release the "
-                    "test's locks; route it through the test's engine, or raise lock-timeout under [sqltx]"
-                )
-            if code == _QUERY_CANCELED and "statement timeout" in str(cause):
-                return (
-                    f"nose2-sqltx: this statement ran longer than statement-timeout ({statement_timeout_ms} ms); "
-                    "raise statement-timeout under [sqltx] if that is expected (0 turns it off)"
-                )
-            cause = getattr(cause, "orig", None) or cause.__cause__
+        code, cause = _sqlstate(exc)
+        if code == _LOCK_NOT_AVAILABLE:
+            return (
+                f"nose2-sqltx: this statement waited longer than lock-timeout ({lock_timeout_ms} ms) "
+                "for a lock held by another connection. Work done outside the test transaction "
+                "(a second engine, a thread with its own connection) cannot see or release the "
+                "test's locks; route it through the test's engine, or raise lock-timeout under [sqltx]"
+            )
+        if code == _QUERY_CANCELED and "statement timeout" in str(cause):
+            return (
+                f"nose2-sqltx: this statement ran longer than statement-timeout ({statement_timeout_ms} ms); "
+                "raise statement-timeout under [sqltx] if that is expected (0 turns it off)"
+            )
         return None
+
+
+def _sqlstate(exc: BaseException) -> tuple[str | None, BaseException | None]:
+    """The first SQLSTATE in ``exc``'s chain (SQLAlchemy wrappers, causes), with its exception."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
+        if code:
+            return code, cause
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return None, None

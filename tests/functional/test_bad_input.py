@@ -2,16 +2,17 @@
 no traceback, no password, nothing left behind."""
 
 import os
-import re
 import subprocess
 import sys
 
-from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, run_nose2
+from sqlalchemy.engine import make_url
+
+from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, run_nose2, slow_run
 
 SECRET = "s3cret-pw"
 
 
-class TestBadInput(FunctionalTest):
+class OneLineErrorTest(FunctionalTest):
     def assertOneLineError(self, run, *fragments):
         self.assertEqual(run.returncode, 2, run.output)
         self.assertNotIn("Traceback", run.output)
@@ -23,6 +24,8 @@ class TestBadInput(FunctionalTest):
             self.assertIn(fragment, lines[0])
         self.assertDatabaseUnchanged()
 
+
+class TestBadInput(OneLineErrorTest):
     def test_config_file_mistakes(self):
         cases = {
             "unknown_key": ("[sqltx] dns: unknown key", "Did you mean 'dsn'?"),
@@ -49,7 +52,7 @@ class TestBadInput(FunctionalTest):
             f"postgresql://postgres:{SECRET}@127.0.0.1:1/test": (
                 "cannot connect to postgresql://postgres:***@127.0.0.1:1/test", "refused"),
             f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test": ("cannot connect", "postgres:***@"),
-            re.sub(r"/test$", "/no_such_db", dsn()): ("database \"no_such_db\" does not exist",),
+            make_url(dsn()).set(database="no_such_db").render_as_string(False): ("database \"no_such_db\" does not exist",),
             f"postgresql://no_such_role:{SECRET}@127.0.0.1:5432/test": ("role \"no_such_role\" does not exist",),
             f"postgres:{SECRET}@:::what": ("environment variable SQLTX_DSN = postgres:***@:::what", "not a database URL"),
             f"postgresql://u:{SECRET}@with@127.0.0.1:1/test": ("cannot connect",),
@@ -67,6 +70,32 @@ class TestBadInput(FunctionalTest):
         run = run_nose2("badinput", "-c", "ok.cfg", driver="psycopg",
                         env={"PYTHONPATH": f"{hide}{os.pathsep}{PYTHONPATH}"})
         self.assertOneLineError(run, "the driver 'psycopg' is not installed", "pip install 'psycopg[binary]'")
+
+
+class TestConcurrentRuns(OneLineErrorTest):
+    def test_second_run_on_the_same_database_is_told_why_it_waits(self):
+        with slow_run():
+            run = run_nose2("badinput", "-c", "short_lock.cfg")
+        self.assertOneLineError(run, "creating the schema (metadata) failed: canceling statement due to lock timeout",
+                                "most likely another test run on the same database",
+                                "give each concurrent run its own database")
+
+
+class TestActivation(FunctionalTest):
+    def assertActive(self, run):
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertIn("Ran 1 test", run.stderr)
+        self.assertEqual(run.stderr.count("nose2-sqltx: PostgreSQL"), 1, run.output)
+        self.assertDatabaseUnchanged()
+
+    def test_plugin_on_the_command_line(self):
+        self.assertActive(run_nose2("badinput", "-c", "cmdline.cfg", "--plugin", "nose2_sqltx"))
+
+    def test_plugin_in_config_and_on_the_command_line(self):
+        self.assertActive(run_nose2("badinput", "-c", "ok.cfg", "--plugin", "nose2_sqltx"))
+
+    def test_switched_off_in_config_and_on_from_the_command_line(self):
+        self.assertActive(run_nose2("badinput", "-c", "cmdline_off.cfg", "--plugin", "nose2_sqltx", "--sqltx"))
 
 
 class TestNotActive(FunctionalTest):

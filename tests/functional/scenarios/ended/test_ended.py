@@ -49,3 +49,9 @@ class TestEnded(DatabaseTest, unittest.TestCase):
 class TestPlainEnded(unittest.TestCase):
     def test_raw_commit_in_plain_test(self):
         nose2_sqltx.current().connection.execute(text("COMMIT"))
+
+
+def tearDownModule():
+    # After every test: only the run's own scope is left, so this is found
+    # when the run ends and reported as the run's error.
+    nose2_sqltx.current().connection.execute(text("COMMIT"))

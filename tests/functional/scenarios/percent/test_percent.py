@@ -8,3 +8,5 @@ class TestPercent(DatabaseTest, unittest.TestCase):
     def test_connected(self):
         self.assertEqual(items(self.connection), [])
         self.assertEqual(self.engine.url.password, "p@ssw0rd")
+        # No application_name in the URL: the plugin names itself to the server.
+        self.assertEqual(self.connection.exec_driver_sql("SHOW application_name").scalar(), "nose2-sqltx")
