@@ -9,7 +9,7 @@ class TestSemantics(FunctionalTest):
         for driver in DRIVERS:
             with self.subTest(driver=driver):
                 run = self.run_scenario("semantics", driver=driver)
-                self.assertRan(run, 20)
+                self.assertRan(run, 21)
                 self.assertIn("OK", run.stderr)
                 self.assertIn(f"postgresql+{driver}://", run.stderr)
 

@@ -68,6 +68,15 @@ class TestCommitPaths(DatabaseTest, unittest.TestCase):
         self.session.commit()
         self.assertEqual(self.session.scalars(select(Customer.name)).all(), ["h"])
 
+    def test_connection_nested(self):
+        with self.connection.begin_nested():
+            self.connection.execute(Customer.__table__.insert().values(name="t"))
+        nested = self.connection.begin_nested()
+        self.connection.execute(Customer.__table__.insert().values(name="u"))
+        nested.rollback()
+        self.connection.commit()
+        self.assertEqual(self.connection.execute(select(Customer.name)).scalars().all(), ["t"])
+
     def test_integrity_error_then_rollback(self):
         from sqlalchemy.exc import IntegrityError
         self.session.add(Customer(name="dup"))
