@@ -9,17 +9,21 @@ from .errors import (
     ConfigError,
     DatabaseUnavailableError,
     NotActiveError,
+    ServerBinariesNotFoundError,
+    ServerStartError,
     SetupError,
     SqltxError,
     TransactionEndedError,
 )
 from .isolation import IsolatedDatabase, Scope, current
+from .server import TemporaryPostgres
 from .testcase import DatabaseTest
 
 __all__ = [
     "DatabaseTest",
     "IsolatedDatabase",
     "Scope",
+    "TemporaryPostgres",
     "current",
     "SqltxError",
     "ConfigError",
@@ -27,6 +31,8 @@ __all__ = [
     "DatabaseUnavailableError",
     "SetupError",
     "TransactionEndedError",
+    "ServerBinariesNotFoundError",
+    "ServerStartError",
 ]
 
 __version__ = "0.1.0"

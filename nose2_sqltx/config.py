@@ -28,7 +28,19 @@ __all__ = ["Settings", "mask_url", "import_object", "DSN_ENV"]
 DSN_ENV = "SQLTX_DSN"
 
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
-KEYS = ("dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout", "always-on")
+KEYS = (
+    "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
+    "pg-bindir", "keep-server", "server-tcp", "server-dir", "always-on",
+)
+#: Keys an environment variable can set; the environment wins over the file.
+ENVIRONMENT = {
+    "dsn": DSN_ENV,
+    "pg-bindir": "SQLTX_PG_BINDIR",
+    "keep-server": "SQLTX_KEEP_SERVER",
+    "server-dir": "SQLTX_SERVER_DIR",
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
 
 _DEFAULT_LOCK_TIMEOUT = "10s"
 _DEFAULT_STATEMENT_TIMEOUT = "60s"
@@ -69,6 +81,15 @@ def _parse_duration(key: str, raw: str) -> int:
     return number * _UNITS_MS[unit or "ms"]
 
 
+def _parse_bool(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(key, raw, "not a yes/no value", "Write true or false")
+
+
 def _parse_paths(key: str, values: Iterable[str]) -> tuple[str, ...]:
     paths = []
     for value in values:
@@ -96,11 +117,15 @@ class Settings:
     """Everything nose2-sqltx reads from ``[sqltx]`` and the environment.
 
     ====================  =======================================================
-    ``dsn``               database URL (``SQLTX_DSN`` wins over the file)
+    ``dsn``               database URL (``SQLTX_DSN`` wins); none: a throwaway server
     ``metadata``          ``module:attribute`` paths of MetaData / declarative Bases
     ``fixtures``          ``module:callable`` paths, each called with the run's Connection
     ``lock_timeout_ms``   PostgreSQL ``lock_timeout`` for the run (0: off)
     ``statement_timeout_ms``  PostgreSQL ``statement_timeout`` for the run (0: off)
+    ``pg_bindir``         where the throwaway server's binaries are (default: found)
+    ``keep_server``       leave the throwaway server running for the next run
+    ``server_tcp``        the throwaway server also listens on 127.0.0.1
+    ``server_dir``        where the throwaway server's directory goes
     ====================  =======================================================
     """
 
@@ -109,6 +134,10 @@ class Settings:
     fixtures: tuple[str, ...] = ()
     lock_timeout_ms: int = 10_000
     statement_timeout_ms: int = 60_000
+    pg_bindir: str | None = None
+    keep_server: bool = False
+    server_tcp: bool = False
+    server_dir: str | None = None
     dsn_source: str = field(default="dsn", compare=False)
 
     @classmethod
@@ -130,36 +159,38 @@ class Settings:
         def one(key: str, default: str) -> str:
             return values.get(key, [default])[-1].strip()
 
-        url, source = None, "dsn"
-        env_dsn = environ.get(DSN_ENV, "").strip()
-        if env_dsn:
-            url, source = _parse_dsn(env_dsn, DSN_ENV), DSN_ENV
-        elif one("dsn", ""):
-            url = _parse_dsn(one("dsn", ""), "dsn")
+        def with_env(key: str, default: str = "") -> tuple[str, str]:
+            """(value, where it came from): the environment wins over the file."""
+            env = ENVIRONMENT.get(key)
+            if env and environ.get(env, "").strip():
+                return environ[env].strip(), env
+            return one(key, default), key
+
+        url = None
+        raw_dsn, source = with_env("dsn")
+        if raw_dsn:
+            url = _parse_dsn(raw_dsn, source)
+        keep, keep_source = with_env("keep-server", "false")
         return cls(
             url=url,
             metadata=_parse_paths("metadata", values.get("metadata", [])),
             fixtures=_parse_paths("fixtures", values.get("fixtures", [])),
             lock_timeout_ms=_parse_duration("lock-timeout", one("lock-timeout", _DEFAULT_LOCK_TIMEOUT)),
             statement_timeout_ms=_parse_duration("statement-timeout", one("statement-timeout", _DEFAULT_STATEMENT_TIMEOUT)),
+            pg_bindir=with_env("pg-bindir")[0] or None,
+            keep_server=_parse_bool(keep_source, keep),
+            server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
+            server_dir=with_env("server-dir")[0] or None,
             dsn_source=source,
         )
-
-    def require_url(self) -> URL:
-        """The configured URL, or a :class:`ConfigError` that says how to set one."""
-        if self.url is None:
-            raise ConfigError(
-                "dsn", None, "no database configured",
-                f"Set dsn under [sqltx] in unittest.cfg or the {DSN_ENV} environment variable, "
-                "e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/test",
-            )
-        return self.url
 
     def __repr__(self) -> str:  # never show the password
         url = None if self.url is None else mask_url(self.url)
         return (
             f"Settings(url={url!r}, metadata={self.metadata!r}, fixtures={self.fixtures!r}, "
-            f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms})"
+            f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms}, "
+            f"pg_bindir={self.pg_bindir!r}, keep_server={self.keep_server}, server_tcp={self.server_tcp}, "
+            f"server_dir={self.server_dir!r})"
         )
 
 

@@ -15,6 +15,8 @@ __all__ = [
     "DatabaseUnavailableError",
     "SetupError",
     "TransactionEndedError",
+    "ServerBinariesNotFoundError",
+    "ServerStartError",
 ]
 
 
@@ -106,3 +108,33 @@ class TransactionEndedError(SqltxError):
         else:
             damage = "the run's transaction is gone; nose2-sqltx rebuilt the schema"
         super().__init__(f"{what} ended the test transaction ({damage}). {fix}")
+
+
+class ServerBinariesNotFoundError(SqltxError, FileNotFoundError):
+    """No PostgreSQL server binaries (``initdb`` and ``postgres``) were found.
+
+    ``looked`` lists the places tried, ``hint`` how to install them.
+    """
+
+    def __init__(self, looked: list[str], hint: str) -> None:
+        self.looked = looked
+        self.hint = hint
+        super().__init__(
+            "no dsn is set, so nose2-sqltx starts a throwaway PostgreSQL server, but found no "
+            f"server binaries (initdb and postgres); looked in: {', '.join(looked)}. {hint}"
+        )
+
+
+class ServerStartError(SqltxError):
+    """The throwaway server did not start; ``log_tail`` is the end of its own log."""
+
+    def __init__(self, problem: str, log_tail: str, fix: str | None = None) -> None:
+        self.problem = problem
+        self.log_tail = log_tail
+        self.fix = fix
+        text = f"the throwaway PostgreSQL server did not start: {problem}"
+        if fix:
+            text += f". Fix: {fix}"
+        if log_tail.strip():
+            text += "\n  server log (last lines):\n" + "\n".join("    " + line for line in log_tail.splitlines())
+        super().__init__(text)

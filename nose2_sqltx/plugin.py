@@ -6,6 +6,7 @@ Load it with ``nose2 --plugin nose2_sqltx`` or in unittest.cfg::
     plugins = nose2_sqltx
 
     [sqltx]
+    # no dsn: a throwaway PostgreSQL server is started for the run
     dsn = postgresql+psycopg2://postgres@127.0.0.1:5432/test
     metadata = myapp.models:Base
     fixtures = myapp.testing:seed_roles
@@ -38,6 +39,7 @@ from .config import Settings, import_object
 from .dialects import backend_for
 from .errors import ConfigError, SqltxError
 from .isolation import IsolatedDatabase, Scope
+from .server import TemporaryPostgres
 from .testcase import DatabaseTest
 
 __unittest = True
@@ -64,26 +66,46 @@ class SqltxPlugin(Plugin):
         except ConfigError as exc:
             _fatal(exc)
         self.database: IsolatedDatabase | None = None
+        self.server: TemporaryPostgres | None = None
         self._plain: dict[int, Scope] = {}
         self._summary = ""
 
     def startTestRun(self, event: Any) -> None:
-        """Connect, open the run's transaction, create the schema, run fixtures."""
+        """Start the throwaway server if no dsn is set; connect, open the run's
+        transaction, create the schema, run the fixtures."""
         self._terminated = False
         self._previous_sigterm = _catch_sigterm(self._on_sigterm)
+        settings = self.settings
         try:
+            # Imports first: a typo should not cost a server start.
+            metadata = [_load_metadata(path) for path in settings.metadata]
+            fixtures = [_load_fixture(path) for path in settings.fixtures]
+            url = settings.url
+            if url is None:
+                self.server = TemporaryPostgres(bindir=settings.pg_bindir, keep=settings.keep_server,
+                                                tcp=settings.server_tcp, base_dir=settings.server_dir)
+                self.server.start()
+                url = self.server.url
             self.database = IsolatedDatabase(
-                self.settings.require_url(),
-                metadata=[_load_metadata(path) for path in self.settings.metadata],
-                fixtures=[_load_fixture(path) for path in self.settings.fixtures],
-                lock_timeout_ms=self.settings.lock_timeout_ms,
-                statement_timeout_ms=self.settings.statement_timeout_ms,
+                url, metadata=metadata, fixtures=fixtures,
+                lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
             )
             self.database.start()
         except SqltxError as exc:
             self.database = None
+            self._stop_server()
             _restore_sigterm(self._previous_sigterm)
             _fatal(exc)
+        except BaseException:  # Ctrl-C while starting: leave nothing behind
+            self.database = None
+            self._stop_server()
+            _restore_sigterm(self._previous_sigterm)
+            raise
+
+    def _stop_server(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         # unittest lets only KeyboardInterrupt through its error handling, so
@@ -133,10 +155,14 @@ class SqltxPlugin(Plugin):
         try:
             database.stop()
         except Exception as exc:
-            if not isinstance(exc, SqltxError):
-                exc = SqltxError(f"cleaning up the run failed: {type(exc).__name__}: {exc}")
-            event.result.addError(EndOfRun(), _without_traceback(exc))
-        self._summary = _summary(database)
+            _report_end_of_run(event, exc)
+        finally:
+            server = self.server
+            try:
+                self._stop_server()
+            except Exception as exc:
+                _report_end_of_run(event, exc)
+        self._summary = _summary(database, server)
         if getattr(self, "_terminated", False):
             print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
             os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
@@ -157,11 +183,18 @@ class EndOfRun(unittest.TestCase):
         return f"{PREFIX} (end of run)"
 
 
-def _summary(database: IsolatedDatabase) -> str:
+def _report_end_of_run(event: Any, exc: Exception) -> None:
+    if not isinstance(exc, SqltxError):
+        exc = SqltxError(f"cleaning up the run failed: {type(exc).__name__}: {exc}")
+    event.result.addError(EndOfRun(), _without_traceback(exc))
+
+
+def _summary(database: IsolatedDatabase, server: TemporaryPostgres | None) -> str:
     tables = sum(len(m.tables) for m in database.metadata)
     t = database.timings
+    where = f" ({server.describe()})" if server is not None else ""
     return (
-        f"{PREFIX}: {database.server_version} at {database.masked_url}; "
+        f"{PREFIX}: {database.server_version}{where} at {database.masked_url}; "
         f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
         f"fixtures {t.get('fixtures', 0):.3f}s; "
         + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"

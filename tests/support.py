@@ -123,12 +123,15 @@ def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str
 
 
 @contextmanager
-def slow_run() -> Iterator[subprocess.Popen[str]]:
+def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True) -> Iterator[subprocess.Popen[str]]:
     """A nose2 run of the ``signals`` scenario, held inside its only test
     (schema created, transaction open) until the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "ready"
-        env = {**os.environ, "PYTHONPATH": PYTHONPATH, "SQLTX_DSN": dsn(), "SQLTX_MARKER": str(marker)}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
+               "PYTHONPATH": PYTHONPATH, "SQLTX_MARKER": str(marker), **(env or {})}
+        if set_dsn:
+            env["SQLTX_DSN"] = dsn()
         proc = subprocess.Popen(
             [sys.executable, "-m", "nose2", "-v"], cwd=SCENARIOS / "signals", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

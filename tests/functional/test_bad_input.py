@@ -43,10 +43,6 @@ class TestBadInput(OneLineErrorTest):
                 run = run_nose2("badinput", "-c", f"{cfg}.cfg")
                 self.assertOneLineError(run, *fragments)
 
-    def test_no_dsn(self):
-        run = run_nose2("badinput", "-c", "ok.cfg", set_dsn=False)
-        self.assertOneLineError(run, "[sqltx] dsn: no database configured", "SQLTX_DSN")
-
     def test_dsn_mistakes_never_show_the_password(self):
         cases = {
             f"postgresql://postgres:{SECRET}@127.0.0.1:1/test": (

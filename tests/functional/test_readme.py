@@ -28,7 +28,8 @@ class TestReadme(FunctionalTest):
             path = self.dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(body)
-        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn("psycopg2")}
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
+                    "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn("psycopg2")}
 
     def run_in(self, subdir, *argv):
         return subprocess.run(argv, cwd=self.dir / subdir, env=self.env, capture_output=True, text=True, timeout=120)
@@ -37,14 +38,22 @@ class TestReadme(FunctionalTest):
         self.assertEqual(sorted(examples()), ["core/example_core.py", "quickstart/models.py",
                                               "quickstart/test_orders.py", "quickstart/unittest.cfg"])
 
-    def test_quickstart(self):
+    def test_quickstart_on_your_server(self):
         readme = (ROOT / "README.md").read_text()
-        self.assertIn("SQLTX_DSN=postgresql://postgres@127.0.0.1:5432/test nose2 -v", readme)
+        self.assertIn("\nSQLTX_DSN=postgresql://postgres@127.0.0.1:5432/test nose2 -v\n", readme)
         proc = self.run_in("quickstart", sys.executable, "-m", "nose2", "-v")
         self.assertEqual(proc.returncode, 0, proc.stderr)
         self.assertIn("Ran 2 tests", proc.stderr)
         self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ at postgresql\+psycopg2://")
         self.assertDatabaseUnchanged()
+
+    def test_quickstart_on_the_throwaway_server(self):
+        self.assertIn("\n```sh\nnose2 -v\n```\n", (ROOT / "README.md").read_text())
+        del self.env["SQLTX_DSN"]
+        proc = self.run_in("quickstart", sys.executable, "-m", "nose2", "-v")
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("Ran 2 tests", proc.stderr)
+        self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ \(throwaway server, ")
 
     def test_core_example(self):
         proc = self.run_in("core", sys.executable, "example_core.py")

@@ -42,9 +42,16 @@ class TestSettings(unittest.TestCase):
         self.assertIn("Did you mean 'metadata'?", str(caught.exception))
         settings(always_on="false")  # nose2's own key is allowed
 
-    def test_missing_url(self):
-        with self.assertRaisesRegex(ConfigError, "no database configured.*SQLTX_DSN"):
-            settings().require_url()
+    def test_server_settings_and_environment(self):
+        s = settings(pg_bindir="/file/bin", keep_server="yes", server_tcp="on")
+        self.assertEqual((s.pg_bindir, s.keep_server, s.server_tcp, s.server_dir), ("/file/bin", True, True, None))
+        s = settings({"SQLTX_PG_BINDIR": "/env/bin", "SQLTX_KEEP_SERVER": "0", "SQLTX_SERVER_DIR": "/x"},
+                     pg_bindir="/file/bin", keep_server="yes")
+        self.assertEqual((s.pg_bindir, s.keep_server, s.server_dir), ("/env/bin", False, "/x"))
+        with self.assertRaises(ConfigError) as caught:
+            settings({"SQLTX_KEEP_SERVER": "maybe"})
+        self.assertEqual(caught.exception.key, "SQLTX_KEEP_SERVER")
+        self.assertIn("environment variable SQLTX_KEEP_SERVER = maybe", str(caught.exception))
 
     def test_repr_masks_password(self):
         s = settings(dsn="postgresql://u:topsecret@h/d")

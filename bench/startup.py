@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Throwaway-server start-up, measured side by side in one process.
+
+Each round runs, in turn: a cold start (empty cache: initdb), a warm start
+(cached data directory), and "plugin start to first test" (warm server
+start + connect + run transaction + create_all of a small schema), and
+times each stop. Rounds interleave the kinds so that machine drift hits all
+of them alike. Prints the median and the p10-p90 spread of each, in seconds.
+
+    python bench/startup.py --rounds 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table  # noqa: E402
+
+import nose2_sqltx  # noqa: E402
+from nose2_sqltx import IsolatedDatabase, TemporaryPostgres  # noqa: E402
+from nose2_sqltx.server import default_base_dir  # noqa: E402
+
+
+def schema(tables: int) -> MetaData:
+    metadata = MetaData()
+    for i in range(tables):
+        cols = [Column("id", Integer, primary_key=True), Column("name", String(50))]
+        if i:
+            cols.append(Column("parent_id", ForeignKey(f"t{i - 1}.id")))
+        Table(f"t{i}", metadata, *cols)
+    return metadata
+
+
+def timed(fn):
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of each kind (default 15)")
+    parser.add_argument("--tables", type=int, default=5, help="tables created in 'start to first test' (default 5)")
+    args = parser.parse_args()
+    metadata = schema(args.tables)
+    samples: dict[str, list[float]] = {k: [] for k in ("cold start", "warm start", "start to first test", "stop")}
+    with tempfile.TemporaryDirectory(prefix="sqltx-bench-cache-") as warm_cache:
+        os.environ["SQLTX_CACHE_DIR"] = warm_cache
+        with TemporaryPostgres():
+            pass  # fill the warm cache
+        for _ in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="sqltx-bench-cold-") as cold_cache:
+                os.environ["SQLTX_CACHE_DIR"] = cold_cache
+                pg = TemporaryPostgres()
+                samples["cold start"].append(timed(pg.start)[0])
+                pg.stop()  # not timed: a cold stop also waits for the cache copy
+            os.environ["SQLTX_CACHE_DIR"] = warm_cache
+            pg = TemporaryPostgres()
+            samples["warm start"].append(timed(pg.start)[0])
+            samples["stop"].append(timed(pg.stop)[0])
+
+            def first_test() -> tuple[TemporaryPostgres, IsolatedDatabase]:
+                server = TemporaryPostgres()
+                server.start()
+                database = IsolatedDatabase(server.url, metadata=[metadata])
+                database.start()
+                database.begin_scope()  # the first test's savepoint
+                return server, database
+
+            elapsed, (server, database) = timed(first_test)
+            samples["start to first test"].append(elapsed)
+            database.stop()
+            server.stop()
+    print(f"nose2-sqltx {nose2_sqltx.__version__}, PostgreSQL {pg.version}, Python {platform.python_version()}, "
+          f"{os.cpu_count()} cores, server directory under {default_base_dir()}, {args.rounds} rounds")
+    print(f"{'':22} {'median':>8} {'p10':>8} {'p90':>8}")
+    for name, values in samples.items():
+        deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+        print(f"{name:22} {statistics.median(values):8.3f} {deciles[0]:8.3f} {deciles[-1]:8.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""A small lending library: the app the demo's tests run against."""

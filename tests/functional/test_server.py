@@ -1,0 +1,267 @@
+"""The throwaway server: real starts and stops (as root here), cold and warm,
+orphans after SIGKILL, signals, forks, keep, and nothing left behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+from pathlib import Path
+
+from sqlalchemy import create_engine, text
+
+from nose2_sqltx import IsolatedDatabase, ServerBinariesNotFoundError, TemporaryPostgres
+from nose2_sqltx.server import DIR_PREFIX, default_base_dir
+from tests.support import PYTHONPATH, ROOT, run_nose2, slow_run
+
+SUMMARY = "nose2-sqltx: PostgreSQL "
+
+
+def server_processes(directory):
+    """Command lines of running processes that mention ``directory``."""
+    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(directory) in line and "postgres" in line]
+
+
+class ServerTest(unittest.TestCase):
+    """Each test gets its own server directory and cache, to check them exactly."""
+
+    maxDiff = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls._cache = tempfile.TemporaryDirectory(prefix="sqltx-test-cache-")
+        cls.cache = cls._cache.name  # shared by the class: its first start is cold
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._cache.cleanup()
+
+    def setUp(self):
+        tmp = tempfile.TemporaryDirectory(prefix="sqltx-test-servers-")
+        self.addCleanup(tmp.cleanup)
+        self.servers = Path(tmp.name)
+        self.servers.chmod(0o755)  # the server runs as another account when we are root
+        self.env = {"SQLTX_SERVER_DIR": str(self.servers), "SQLTX_CACHE_DIR": self.cache}
+
+    def run_throwaway(self, scenario="plain", *args, env=None, expect=0):
+        run = run_nose2(scenario, *args, set_dsn=False, env={**self.env, **(env or {})})
+        self.assertEqual(run.returncode, expect, run.output)
+        return run
+
+    def assertNothingLeft(self):
+        deadline = time.monotonic() + 10
+        while server_processes(self.servers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(server_processes(self.servers), [], "a server process was left behind")
+        self.assertEqual(sorted(p.name for p in self.servers.iterdir()), [], "a server directory was left behind")
+
+
+class TestThrowawayRuns(ServerTest):
+    def test_cold_then_warm(self):
+        cache = tempfile.TemporaryDirectory(prefix="sqltx-test-cache-")
+        self.addCleanup(cache.cleanup)
+        self.env["SQLTX_CACHE_DIR"] = cache.name  # empty: the first start is cold
+        first = self.run_throwaway()
+        self.assertIn("(throwaway server, cold start with initdb in ", first.stderr)
+        self.assertNothingLeft()
+        second = self.run_throwaway()
+        self.assertIn("(throwaway server, warm start from the cache in ", second.stderr)
+        self.assertIn("Ran 4 tests", second.stderr)
+        self.assertNothingLeft()
+
+    def test_failing_tests_leave_nothing(self):
+        run = self.run_throwaway("failures", expect=1)
+        self.assertIn("FAILED (failures=1, errors=3)", run.stderr)
+        self.assertIn(SUMMARY, run.stderr)
+        self.assertNothingLeft()
+
+    def test_a_forked_child_never_stops_the_server(self):
+        run = self.run_throwaway("fork")
+        self.assertIn("Ran 2 tests", run.stderr)
+        self.assertNothingLeft()
+
+    def test_demo(self):
+        run = subprocess.run([sys.executable, "-m", "nose2", "-v"], cwd=ROOT / "examples" / "demo",
+                             env={**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
+                                  **self.env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=300)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        self.assertIn("Ran 7 tests", run.stderr)
+        self.assertRegex(run.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ \(throwaway server")
+        self.assertNothingLeft()
+
+
+class TestSignalsAndOrphans(ServerTest):
+    def interrupt(self, sig):
+        with slow_run(env=self.env, set_dsn=False) as proc:
+            (server_dir,) = list(self.servers.glob(f"{DIR_PREFIX}*"))
+            self.assertTrue(server_processes(server_dir), "no server while the test runs")
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
+        self.assertNotEqual(proc.returncode, 0, err)
+        self.assertNothingLeft()
+        return err
+
+    def test_ctrl_c(self):
+        self.assertIn("KeyboardInterrupt", self.interrupt(signal.SIGINT))
+
+    def test_sigterm(self):
+        self.assertIn("stopped by SIGTERM", self.interrupt(signal.SIGTERM))
+
+    def test_sigkill_leaves_an_orphan_that_the_next_run_removes(self):
+        with slow_run(env=self.env, set_dsn=False) as proc:
+            (orphan,) = list(self.servers.glob(f"{DIR_PREFIX}*"))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        self.assertTrue(server_processes(orphan), "SIGKILL should have left the server running")
+        self.run_throwaway()
+        self.assertFalse(orphan.exists(), "the orphan's directory is still there")
+        self.assertNothingLeft()
+
+    def test_someone_elses_directory_is_left_alone(self):
+        foreign = self.servers / f"{DIR_PREFIX}not-ours"
+        foreign.mkdir()  # no marker: not made by a run
+        self.run_throwaway()
+        self.assertTrue(foreign.exists())
+        foreign.rmdir()
+        self.assertNothingLeft()
+
+
+class TestKeep(ServerTest):
+    def test_keep_reuse_and_stop_command(self):
+        env = {"SQLTX_KEEP_SERVER": "1"}
+        self.run_throwaway(env=env)
+        (kept,) = list(self.servers.glob(f"{DIR_PREFIX}*"))
+        self.assertTrue(server_processes(kept), "the kept server is not running")
+        second = self.run_throwaway(env=env)
+        self.assertIn("kept server reused", second.stderr)
+        self.assertEqual(list(self.servers.glob(f"{DIR_PREFIX}*")), [kept])
+        stop = subprocess.run([sys.executable, "-m", "nose2_sqltx", "stop-server"], capture_output=True, text=True,
+                              env={**os.environ, **self.env, "PYTHONPATH": PYTHONPATH}, timeout=60)
+        self.assertEqual(stop.returncode, 0, stop.stderr)
+        self.assertRegex(stop.stdout, rf"^stopped PostgreSQL [\d.]+ in {kept} \(pid \d+\)\n$")
+        self.assertNothingLeft()
+        again = subprocess.run([sys.executable, "-m", "nose2_sqltx", "stop-server"], capture_output=True, text=True,
+                               env={**os.environ, **self.env, "PYTHONPATH": PYTHONPATH}, timeout=60)
+        self.assertEqual(again.stdout, "no kept server was running\n")
+
+
+class TestServerErrors(ServerTest):
+    def assertOneLine(self, run, *fragments):
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertNotIn("Traceback", run.output)
+        first = run.stderr.splitlines()[0]
+        self.assertTrue(first.startswith("nose2-sqltx: error: "), run.stderr)
+        for fragment in fragments:
+            self.assertIn(fragment, run.stderr)
+        self.assertNothingLeft()
+
+    def test_missing_binaries(self):
+        bindir = tempfile.TemporaryDirectory(prefix="sqltx-test-empty-bin-")
+        self.addCleanup(bindir.cleanup)
+        empty = bindir.name
+        run = run_nose2("plain", set_dsn=False, env={**self.env, "SQLTX_PG_BINDIR": empty})
+        self.assertOneLine(run, "found no server binaries (initdb and postgres)", f"looked in: {empty}",
+                           "apt-get install postgresql", "set dsn")
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+
+    def test_server_that_fails_to_start_shows_its_log(self):
+        tmp = tempfile.TemporaryDirectory(prefix="sqltx-test-fake-bin-")
+        self.addCleanup(tmp.cleanup)
+        fake = Path(tmp.name)
+        fake.chmod(0o755)  # run as another account when we are root
+        (fake / "initdb").write_text(
+            '#!/bin/sh\nwhile [ "$1" != "-D" ]; do shift; done\nmkdir -p "$2" && echo 15 > "$2/PG_VERSION"\n')
+        (fake / "postgres").write_text(
+            '#!/bin/sh\nif [ "$1" = "--version" ]; then echo "postgres (PostgreSQL) 15.99"; exit 0; fi\n'
+            'echo "LOG:  starting PostgreSQL 15.99"\n'
+            'echo "FATAL:  pretend failure for the test"\nexit 1\n')
+        for name in ("initdb", "postgres"):
+            (fake / name).chmod(0o755)
+        run = run_nose2("plain", set_dsn=False, env={**self.env, "SQLTX_PG_BINDIR": str(fake),
+                                                     "SQLTX_CACHE_DIR": str(fake / "cache")})
+        self.assertOneLine(run, "the throwaway PostgreSQL server did not start: the server exited with status 1",
+                           "server log (last lines):", "FATAL:  pretend failure for the test")
+
+
+class TestUnrunnableBinaries(ServerTest):
+    @unittest.skipUnless(os.geteuid() == 0, "only root runs the server as another account")
+    def test_binaries_the_server_account_cannot_run(self):
+        tmp = tempfile.TemporaryDirectory(prefix="sqltx-test-closed-bin-")
+        self.addCleanup(tmp.cleanup)
+        closed = Path(tmp.name)  # 0700, root's: postgres cannot run what is inside
+        for name in ("initdb", "postgres"):
+            (closed / name).write_text('#!/bin/sh\necho "postgres (PostgreSQL) 15.99"\n')
+            (closed / name).chmod(0o755)
+        run = run_nose2("plain", set_dsn=False, env={**self.env, "SQLTX_PG_BINDIR": str(closed),
+                                                     "SQLTX_CACHE_DIR": str(closed / "cache")})
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertNotIn("Traceback", run.output)
+        self.assertIn(f"could not run {closed}/initdb as 'postgres' (PostgreSQL refuses root): Permission denied",
+                      run.stderr)
+        self.assertNothingLeft()
+
+
+class TestUnreachableServerDir(ServerTest):
+    @unittest.skipUnless(os.geteuid() == 0, "only root runs the server as another account")
+    def test_clear_error_when_the_server_account_cannot_enter(self):
+        closed = self.servers / "closed"
+        closed.mkdir(mode=0o700)
+        run = run_nose2("plain", set_dsn=False, env={**self.env, "SQLTX_SERVER_DIR": str(closed)})
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertIn(f"cannot enter {closed}", run.stderr)
+        self.assertIn("point server-dir (or SQLTX_SERVER_DIR) at a directory every user can enter", run.stderr)
+        self.assertEqual(list(closed.iterdir()), [])
+        closed.rmdir()
+        self.assertNothingLeft()
+
+
+class TestWithoutNose2(ServerTest):
+    def test_server_and_core_as_context_managers(self):
+        from sqlalchemy import Column, Integer, MetaData, Table
+
+        metadata = MetaData()
+        Table("t", metadata, Column("id", Integer, primary_key=True))
+        os.environ["SQLTX_CACHE_DIR"] = self.cache
+        self.addCleanup(os.environ.pop, "SQLTX_CACHE_DIR")
+        with TemporaryPostgres(base_dir=self.servers) as pg:
+            self.assertTrue(server_processes(self.servers))
+            with IsolatedDatabase(pg.url, metadata=[metadata]) as db:
+                with db.scope() as scope:
+                    scope.connection.execute(text("INSERT INTO t VALUES (1)"))
+                    self.assertEqual(scope.connection.execute(text("SHOW fsync")).scalar(), "off")
+        self.assertNothingLeft()
+
+    def test_tcp_when_asked(self):
+        os.environ["SQLTX_CACHE_DIR"] = self.cache
+        self.addCleanup(os.environ.pop, "SQLTX_CACHE_DIR")
+        with TemporaryPostgres(base_dir=self.servers, tcp=True) as pg:
+            self.assertEqual(pg.url.host, "127.0.0.1")
+            engine = create_engine(pg.url)
+            with engine.connect() as conn:
+                self.assertEqual(conn.execute(text("SHOW listen_addresses")).scalar(), "127.0.0.1")
+            engine.dispose()
+        with TemporaryPostgres(base_dir=self.servers) as pg:
+            engine = create_engine(pg.url)
+            with engine.connect() as conn:
+                self.assertEqual(conn.execute(text("SHOW listen_addresses")).scalar(), "")
+            engine.dispose()
+        self.assertNothingLeft()
+
+    def test_binaries_setting_must_be_right(self):
+        with self.assertRaises(ServerBinariesNotFoundError) as caught:
+            TemporaryPostgres(bindir=str(self.servers), base_dir=self.servers).start()
+        self.assertEqual(caught.exception.looked, [str(self.servers)])
+        self.assertNothingLeft()
+
+
+class TestDefaults(unittest.TestCase):
+    def test_default_location_left_clean(self):
+        base = default_base_dir()
+        before = set(base.glob(f"{DIR_PREFIX}*"))
+        run = run_nose2("plain", set_dsn=False)
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertEqual(set(base.glob(f"{DIR_PREFIX}*")), before)
