@@ -23,6 +23,19 @@ __all__ = [
 class SqltxError(Exception):
     """Base class of every error nose2-sqltx raises on purpose."""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Subclasses take their data, not the message, so the default pickling
+        # (cls(*args)) cannot rebuild them; nose2's parallel workers pickle
+        # test errors to send them to the main process.
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(cls: type[SqltxError], message: str, state: dict[str, object]) -> SqltxError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(SqltxError, ValueError):
     """A setting in ``[sqltx]`` (or its environment variable) is wrong.

@@ -30,10 +30,11 @@ from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect
+from sqlalchemy.schema import DropSchema
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from .config import mask_url
 from .dialects import Backend, backend_for
@@ -42,7 +43,7 @@ from .guard import Guard
 
 __unittest = True
 
-__all__ = ["IsolatedDatabase", "Scope", "active_database", "current"]
+__all__ = ["IsolatedDatabase", "Scope", "active_database", "current", "probe"]
 
 Fixture = Callable[[Connection], object]
 
@@ -140,6 +141,10 @@ class IsolatedDatabase:
     ``fixtures``: callables run once, in order, with the run's Connection,
     after the schema exists; what they write is seen by every test.
     ``lock_timeout_ms`` / ``statement_timeout_ms``: server timeouts (0: off).
+    ``schema``: create the tables in a schema of this name, made (and gone)
+    with the run's transaction, so that several runs can share one database
+    at once (nose2's parallel workers). Tables that name their own schema
+    cannot be shared that way and are refused.
     """
 
     def __init__(
@@ -150,10 +155,20 @@ class IsolatedDatabase:
         fixtures: Sequence[Fixture] = (),
         lock_timeout_ms: int = 10_000,
         statement_timeout_ms: int = 60_000,
+        schema: str | None = None,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url)
         self.metadata: list[MetaData] = [_as_metadata(m) for m in metadata]
+        self.schema = schema
+        if schema is not None:
+            named = sorted(t.fullname for m in self.metadata for t in m.tables.values() if t.schema)
+            if named:
+                raise SetupError(
+                    "sharing the database between parallel workers",
+                    f"tables in named schemas ({', '.join(named)}) would be created by every worker in "
+                    "the same schema, and the workers would wait on each other; run without -N",
+                )
         self.fixtures = list(fixtures)
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
@@ -200,21 +215,12 @@ class IsolatedDatabase:
             started = time.perf_counter()
             # StaticPool: every checkout is the one guarded DB-API connection,
             # so Sessions, Connections and app code all share the transaction.
-            try:
+            with _connect_errors(self.url, self.backend):
                 engine = create_engine(self.url, poolclass=StaticPool)
-            except ImportError as exc:
-                package = self.backend.drivers.get(self.backend.driver, self.backend.driver)
-                raise ConfigError(
-                    "dsn", self.masked_url, f"the driver {self.backend.driver!r} is not installed ({exc})",
-                    f"pip install {package}, or name another driver in the URL",
-                ) from None
-            self.backend.install(engine)
-            self._engine = engine
-            try:
+                self.backend.install(engine)
+                self._engine = engine
                 with engine.connect() as conn:
                     guard = conn.connection.dbapi_connection
-            except DBAPIError as exc:
-                raise DatabaseUnavailableError(self.masked_url, self._scrub(exc.orig or exc)) from None
             assert isinstance(guard, Guard)
             self._guard = guard
             self.server_version = self.backend.server_version(guard)
@@ -227,9 +233,12 @@ class IsolatedDatabase:
     def _open_run(self) -> None:
         """Begin the outer transaction and build the run's state inside it."""
         guard = self._require_guard()
-        for sql in self.backend.run_setup_sql(
+        statements = self.backend.run_setup_sql(
             lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
-        ):
+        )
+        if self.schema is not None:
+            statements += self.backend.private_namespace_sql(self.schema)
+        for sql in statements:
             guard._sqltx_exec(sql)
         guard.sqltx_arm()
         run_scope = Scope(self, 0, None)
@@ -381,7 +390,13 @@ class IsolatedDatabase:
             scope._close_handles()
         self._scopes = []
         dropped: tuple[str, ...] = ()
-        if self._created:
+        if self.schema is not None:
+            with self.engine.connect() as conn:
+                if self.schema in inspect(conn).get_schema_names():
+                    conn.execute(DropSchema(self.schema, cascade=True))
+                    conn.commit()
+                    dropped = (f"schema {self.schema}",)
+        elif self._created:
             with self.engine.connect() as conn:
                 left = set(inspect(conn).get_table_names()) & set(self._created)
                 tables = [t for m in self.metadata for t in reversed(m.sorted_tables) if t.name in left]
@@ -415,14 +430,47 @@ class IsolatedDatabase:
             exc, lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
         )
 
-    def _scrub(self, exc: BaseException) -> str:
-        text = _first_line(exc)
-        secrets = [str(self.url.password or "")]
-        if self.url.host and "@" in self.url.host:  # an unencoded @ in the password
-            secrets.append(self.url.host.rsplit("@", 1)[0])
-        for secret in filter(None, secrets):
-            text = text.replace(secret, "***")
-        return text
+def probe(url: str | URL) -> str:
+    """Connect once and disconnect; return the server's name and version.
+
+    Raises :class:`DatabaseUnavailableError` (or :class:`ConfigError` for a
+    missing driver) as :meth:`IsolatedDatabase.start` would.
+    """
+    url = make_url(url) if isinstance(url, str) else url
+    backend = backend_for(url)
+    with _connect_errors(url, backend):
+        engine = create_engine(url, poolclass=NullPool)
+        try:
+            with engine.connect() as conn:
+                return backend.server_version(conn.connection.dbapi_connection)
+        finally:
+            engine.dispose()
+
+
+@contextmanager
+def _connect_errors(url: URL, backend: Backend) -> Iterator[None]:
+    """Turn a missing driver or a failed connection into our errors."""
+    try:
+        yield
+    except ImportError as exc:
+        package = backend.drivers.get(backend.driver, backend.driver)
+        raise ConfigError(
+            "dsn", mask_url(url), f"the driver {backend.driver!r} is not installed ({exc})",
+            f"pip install {package}, or name another driver in the URL",
+        ) from None
+    except DBAPIError as exc:
+        raise DatabaseUnavailableError(mask_url(url), _scrub(url, exc.orig or exc)) from None
+
+
+def _scrub(url: URL, exc: BaseException) -> str:
+    """The first line of a driver's error, without the password in it."""
+    text = _first_line(exc)
+    secrets = [str(url.password or "")]
+    if url.host and "@" in url.host:  # an unencoded @ in the password
+        secrets.append(url.host.rsplit("@", 1)[0])
+    for secret in filter(None, secrets):
+        text = text.replace(secret, "***")
+    return text
 
 
 def _as_metadata(obj: Any) -> MetaData:

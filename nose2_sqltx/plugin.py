@@ -13,6 +13,9 @@ Load it with ``nose2 --plugin nose2_sqltx`` or in unittest.cfg::
     lock-timeout = 10s
     statement-timeout = 60s
 
+With nose2's multiprocess plugin (``--plugin nose2.plugins.mp -N 2``), every
+worker opens its own run, in a schema of its own.
+
 Loaded means on; ``always-on = false`` under ``[sqltx]`` switches it off
 unless ``--sqltx`` is given. ``SQLTX_DSN`` in the environment wins over
 ``dsn``. nose2 reads unittest.cfg with ``%`` interpolation: write a
@@ -35,10 +38,10 @@ import unittest
 from nose2.events import Plugin
 from sqlalchemy import MetaData
 
-from .config import Settings, import_object
+from .config import Settings, import_object, mask_url
 from .dialects import backend_for
 from .errors import ConfigError, SqltxError
-from .isolation import IsolatedDatabase, Scope
+from .isolation import IsolatedDatabase, Scope, probe
 from .server import TemporaryPostgres
 from .testcase import DatabaseTest
 
@@ -67,30 +70,40 @@ class SqltxPlugin(Plugin):
             _fatal(exc)
         self.database: IsolatedDatabase | None = None
         self.server: TemporaryPostgres | None = None
+        self._parallel = False
+        self._url: Any = None
+        self._server_version = ""
         self._plain: dict[int, Scope] = {}
         self._summary = ""
 
     def startTestRun(self, event: Any) -> None:
         """Start the throwaway server if no dsn is set; connect, open the run's
-        transaction, create the schema, run the fixtures."""
+        transaction, create the schema, run the fixtures. Under nose2's
+        multiprocess plugin the workers do the database part, each on its own."""
         self._terminated = False
         self._previous_sigterm = _catch_sigterm(self._on_sigterm)
-        settings = self.settings
+        self._parallel = _multiprocess_active(self.session)
         try:
             # Imports first: a typo should not cost a server start.
-            metadata = [_load_metadata(path) for path in settings.metadata]
-            fixtures = [_load_fixture(path) for path in settings.fixtures]
-            url = settings.url
+            metadata = [_load_metadata(path) for path in self.settings.metadata]
+            fixtures = [_load_fixture(path) for path in self.settings.fixtures]
+            url = self.settings.url
             if url is None:
-                self.server = TemporaryPostgres(bindir=settings.pg_bindir, keep=settings.keep_server,
-                                                tcp=settings.server_tcp, base_dir=settings.server_dir)
+                self.server = TemporaryPostgres(
+                    bindir=self.settings.pg_bindir, keep=self.settings.keep_server,
+                    tcp=self.settings.server_tcp, base_dir=self.settings.server_dir,
+                )
                 self.server.start()
                 url = self.server.url
-            self.database = IsolatedDatabase(
-                url, metadata=metadata, fixtures=fixtures,
-                lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
-            )
-            self.database.start()
+            self._url = url
+            if self._parallel:
+                # Workers are forked after this hook: hold no connection across
+                # the fork. Check what each worker will need, once, here.
+                self._make_database(url, metadata, fixtures, schema=_worker_schema())
+                self._server_version = probe(url)
+            else:
+                self.database = self._make_database(url, metadata, fixtures)
+                self.database.start()
         except SqltxError as exc:
             self.database = None
             self._stop_server()
@@ -101,6 +114,52 @@ class SqltxPlugin(Plugin):
             self._stop_server()
             _restore_sigterm(self._previous_sigterm)
             raise
+
+    def _make_database(self, url: Any, metadata: list[Any], fixtures: list[Any],
+                       schema: str | None = None) -> IsolatedDatabase:
+        return IsolatedDatabase(
+            url, metadata=metadata, fixtures=fixtures, schema=schema,
+            lock_timeout_ms=self.settings.lock_timeout_ms, statement_timeout_ms=self.settings.statement_timeout_ms,
+        )
+
+    def registerInSubprocess(self, event: Any) -> None:
+        """Join nose2's multiprocess workers; tell them the throwaway server's URL."""
+        event.pluginClasses.append(type(self))
+        if self.server is not None:
+            # Workers read the session's config, which the main process sends.
+            config = self.session.config
+            if not config.has_section(self.configSection):
+                config.add_section(self.configSection)
+            # nose2 reads the config with % interpolation: escape the URL's %.
+            url = self.server.url.render_as_string(hide_password=False)
+            config.set(self.configSection, "dsn", url.replace("%", "%%"))
+
+    def startSubprocess(self, event: Any) -> None:
+        """In a worker: its own run, in a schema of its own. If that fails,
+        every test the worker gets is reported as an error (never a hang,
+        never a silent pass)."""
+        try:
+            url = self.settings.url
+            if url is None:
+                raise SqltxError("the worker got no database URL from the main process")
+            self.database = self._make_database(
+                url, [_load_metadata(p) for p in self.settings.metadata],
+                [_load_fixture(p) for p in self.settings.fixtures], schema=_worker_schema(),
+            )
+            self.database.start()
+        except Exception as exc:
+            self.database = None
+            error = exc if isinstance(exc, SqltxError) else SqltxError(f"{type(exc).__name__}: {exc}")
+            event.executeTests = lambda suite, result: _fail_all(suite, result, error)
+
+    def stopSubprocess(self, event: Any) -> None:
+        """In a worker: roll back its run (nose2 sends nothing back after this)."""
+        database, self.database = self.database, None
+        if database is not None:
+            try:
+                database.stop()
+            except Exception as exc:
+                print(f"{PREFIX}: worker {os.getpid()}: {exc}", file=sys.stderr)
 
     def _stop_server(self) -> None:
         server, self.server = self.server, None
@@ -150,19 +209,23 @@ class SqltxPlugin(Plugin):
         """Roll back everything and close; a problem here fails the run."""
         _restore_sigterm(getattr(self, "_previous_sigterm", None))
         database, self.database = self.database, None
-        if database is None:
-            return
+        server = self.server
         try:
-            database.stop()
+            if database is not None:
+                database.stop()
         except Exception as exc:
             _report_end_of_run(event, exc)
         finally:
-            server = self.server
             try:
                 self._stop_server()
             except Exception as exc:
                 _report_end_of_run(event, exc)
-        self._summary = _summary(database, server)
+        if database is not None:
+            self._summary = _summary(database, server)
+        elif self._parallel and self._url is not None:
+            where = f" ({server.describe()})" if server is not None else ""
+            self._summary = (f"{PREFIX}: {self._server_version}{where} at {mask_url(self._url)}; "
+                             "parallel workers, each in a schema of its own; all rolled back")
         if getattr(self, "_terminated", False):
             print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
             os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
@@ -171,6 +234,27 @@ class SqltxPlugin(Plugin):
         """Say which database was used and how long the set-up took."""
         if self._summary:
             event.stream.writeln(self._summary)
+
+
+def _multiprocess_active(session: Any) -> bool:
+    """Whether nose2's multiprocess plugin will run the tests in workers."""
+    return any(type(p).__module__ == "nose2.plugins.mp" and type(p).__name__ == "MultiProcess"
+               for p in session.hooks.startTestRun.plugins)
+
+
+def _worker_schema() -> str:
+    return f"sqltx_worker_{os.getpid()}"
+
+
+def _fail_all(suite: Any, result: Any, error: Exception) -> None:
+    """Report every test of ``suite`` as failed by ``error`` (a worker's set-up)."""
+    if isinstance(suite, unittest.TestSuite):
+        for test in suite:
+            _fail_all(test, result, error)
+        return
+    result.startTest(suite)
+    result.addError(suite, _without_traceback(error))
+    result.stopTest(suite)
 
 
 class EndOfRun(unittest.TestCase):

@@ -57,6 +57,14 @@ class Backend:
         """Statements run first in the run's transaction (timeouts and the like)."""
         return []
 
+    def private_namespace_sql(self, name: str) -> list[str]:
+        """Statements that give the run a namespace of its own, inside its
+        transaction, for parallel workers sharing one database."""
+        raise NotImplementedError(
+            f"parallel runs are not supported on {self.display_name}: run without -N "
+            "(nose2's multiprocess plugin)"
+        )
+
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 

@@ -159,6 +159,10 @@ class TestServerErrors(ServerTest):
             self.assertIn(fragment, run.stderr)
         self.assertNothingLeft()
 
+    def test_error_in_the_plugin_after_the_server_started(self):
+        run = run_nose2("badinput", "-c", "fixture_raises.cfg", set_dsn=False, env=self.env)
+        self.assertOneLine(run, "fixture broken_fixture failed: ValueError: the fixture broke on purpose")
+
     def test_missing_binaries(self):
         bindir = tempfile.TemporaryDirectory(prefix="sqltx-test-empty-bin-")
         self.addCleanup(bindir.cleanup)

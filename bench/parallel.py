@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Serial vs nose2's multiprocess plugin (-N 2), whole runs through nose2.
+
+The suite is tests/functional/scenarios/parallel: 252 tests in 3 modules and 6
+classes (with setUpTestData); each test writes, commits and waits 5 ms on the
+server, as tests of a real app wait on their database. Rounds alternate which
+of the two goes first, so machine drift hits both alike. Prints medians,
+p10-p90 and the ratio, in seconds of wall time per run.
+
+    python bench/parallel.py --rounds 7             # throwaway server
+    SQLTX_DSN=postgresql://... python bench/parallel.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "tests" / "functional" / "scenarios" / "parallel"
+MODES = {"serial": [], "-N 2": ["--plugin", "nose2.plugins.mp", "-N", "2"]}
+
+
+def run(extra: list[str]) -> float:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(SCENARIO.parent / "common")])}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "nose2", *extra], cwd=SCENARIO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - started
+    if "Ran 252 tests" not in proc.stderr or "FAILED (failures=6, errors=6)" not in proc.stderr:
+        sys.exit(f"unexpected result:\n{proc.stderr[-3000:]}")
+    return elapsed
+
+
+def place_costs(rounds: int) -> dict[str, list[float]]:
+    """What giving one worker a place of its own costs, measured on the server:
+    a schema made in the worker's transaction (what nose2-sqltx does), or a
+    database copied from a template (created, then dropped)."""
+    sys.path.insert(0, str(ROOT))
+    import psycopg2
+
+    from nose2_sqltx import TemporaryPostgres
+
+    server = None
+    dsn = os.environ.get("SQLTX_DSN")
+    if not dsn:
+        server = TemporaryPostgres()
+        server.start()
+        dsn = server.url.render_as_string(hide_password=False)
+    from sqlalchemy.engine import make_url
+
+    url = make_url(dsn)
+    params = {"dbname": url.database, "user": url.username, "password": url.password,
+              "host": url.host or url.query.get("host"), "port": url.port or url.query.get("port")}
+    conn = psycopg2.connect(**{k: v for k, v in params.items() if v})
+    conn.autocommit = True
+    cur = conn.cursor()
+    costs: dict[str, list[float]] = {"schema in the transaction": [], "database from template": []}
+    try:
+        for i in range(rounds):
+            started = time.perf_counter()
+            cur.execute("BEGIN; CREATE SCHEMA sqltx_bench_w; SET search_path TO sqltx_bench_w, public; ROLLBACK")
+            costs["schema in the transaction"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            cur.execute(f"CREATE DATABASE sqltx_bench_{i} TEMPLATE template1")
+            cur.execute(f"DROP DATABASE sqltx_bench_{i}")
+            costs["database from template"].append(time.perf_counter() - started)
+    finally:
+        conn.close()
+        if server is not None:
+            server.stop()
+    return costs
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7, help="runs of each mode (default 7)")
+    args = parser.parse_args()
+    times: dict[str, list[float]] = {mode: [] for mode in MODES}
+    for i in range(args.rounds):
+        order = list(MODES) if i % 2 == 0 else list(reversed(MODES))
+        for mode in order:
+            times[mode].append(run(MODES[mode]))
+    where = "SQLTX_DSN" if os.environ.get("SQLTX_DSN") else "throwaway server"
+    print(f"252 tests, {args.rounds} rounds, {os.cpu_count()} cores, database: {where}")
+    print(f"{'':8} {'median':>8} {'p10':>8} {'p90':>8}")
+    for mode, values in times.items():
+        deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+        print(f"{mode:8} {statistics.median(values):8.2f} {deciles[0]:8.2f} {deciles[-1]:8.2f}")
+    ratio = statistics.median(times["serial"]) / statistics.median(times["-N 2"])
+    print(f"speed-up of -N 2 over serial (ratio of medians): {ratio:.2f}x")
+    print("\nper worker, a place of its own (median ms):")
+    for name, values in place_costs(max(args.rounds, 5)).items():
+        print(f"  {name:28} {statistics.median(values) * 1000:8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+from parallel_suite import make_class
+
+for _label in ("brokenone", "brokentwo"):
+    _cls = make_class(_label, __name__)
+    globals()[_cls.__name__] = _cls

@@ -1,0 +1,51 @@
+"""nose2's multiprocess plugin (-N 2): one isolated transaction per worker,
+the same results as a serial run, no hang, nothing left behind."""
+
+import re
+
+from tests.support import FunctionalTest, run_nose2
+
+MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
+OUTCOME = re.compile(r"\(([\w.]+)\) \.\.\. (ok|FAIL|ERROR)$", re.M)  # mp prints the name twice
+TESTS = 3 * 2 * (40 + 2)  # modules x classes x (generated + two failing on purpose)
+
+
+def outcomes(run):
+    return dict(OUTCOME.findall(run.stderr))
+
+
+class TestParallel(FunctionalTest):
+    def test_same_results_as_serial_and_nothing_left(self):
+        serial = self.run_scenario("parallel", expect=1, timeout=300)
+        parallel = self.run_scenario("parallel", *MP, expect=1, timeout=300)  # checks the database after
+        self.assertEqual(len(outcomes(serial)), TESTS, serial.stderr[-2000:])
+        self.assertEqual(outcomes(parallel), outcomes(serial))
+        self.assertEqual(sorted(set(outcomes(serial).values())), ["ERROR", "FAIL", "ok"])
+        self.assertIn("FAILED (failures=6, errors=6)", parallel.stderr)
+        self.assertIn("parallel workers, each in a schema of its own; all rolled back", parallel.stderr)
+
+    def test_on_the_throwaway_server(self):
+        run = run_nose2("parallel", *MP, set_dsn=False, timeout=300)
+        self.assertEqual(run.returncode, 1, run.stderr[-3000:])
+        self.assertEqual(len(outcomes(run)), TESTS)
+        self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
+        self.assertRegex(run.stderr, r"\(throwaway server, .*parallel workers")
+
+    def test_psycopg3_workers(self):
+        run = self.run_scenario("parallel", *MP, driver="psycopg", expect=1, timeout=300)
+        self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
+
+    def test_a_worker_that_cannot_connect_fails_every_test_it_gets(self):
+        run = self.run_scenario("parallel_broken", *MP, expect=1, timeout=120)
+        broken_tests = 2 * (40 + 2)
+        self.assertEqual(set(outcomes(run).values()), {"ERROR"}, run.stderr[-3000:])
+        self.assertEqual(len(outcomes(run)), broken_tests)
+        self.assertIn("cannot connect to postgresql://postgres@127.0.0.1:1/test", run.stderr)
+        self.assertIn(f"FAILED (errors={broken_tests})", run.stderr)
+
+    def test_tables_in_named_schemas_are_refused(self):
+        run = self.run_scenario("parallel_named", *MP, expect=2)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            "nose2-sqltx: error: sharing the database between parallel workers failed: tables in named "
+            "schemas (billing.ledger) would be created by every worker in the same schema, and the workers "
+            "would wait on each other; run without -N"])
