@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import spread  # noqa: E402
+
 SCENARIO = ROOT / "tests" / "functional" / "scenarios" / "parallel"
 MODES = {"serial": [], "-N 2": ["--plugin", "nose2.plugins.mp", "-N", "2"]}
 
@@ -41,7 +45,6 @@ def place_costs(rounds: int) -> dict[str, list[float]]:
     """What giving one worker a place of its own costs, measured on the server:
     a schema made in the worker's transaction (what nose2-sqltx does), or a
     database copied from a template (created, then dropped)."""
-    sys.path.insert(0, str(ROOT))
     import psycopg2
 
     from nose2_sqltx import TemporaryPostgres
@@ -90,8 +93,8 @@ def main() -> int:
     print(f"252 tests, {args.rounds} rounds, {os.cpu_count()} cores, database: {where}")
     print(f"{'':8} {'median':>8} {'p10':>8} {'p90':>8}")
     for mode, values in times.items():
-        deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
-        print(f"{mode:8} {statistics.median(values):8.2f} {deciles[0]:8.2f} {deciles[-1]:8.2f}")
+        median, p10, p90 = spread(values)
+        print(f"{mode:8} {median:8.2f} {p10:8.2f} {p90:8.2f}")
     ratio = statistics.median(times["serial"]) / statistics.median(times["-N 2"])
     print(f"speed-up of -N 2 over serial (ratio of medians): {ratio:.2f}x")
     print("\nper worker, a place of its own (median ms):")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -23,21 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table  # noqa: E402
-
 import nose2_sqltx  # noqa: E402
+from bench.common import chain_schema, spread  # noqa: E402
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres  # noqa: E402
 from nose2_sqltx.server import default_base_dir  # noqa: E402
-
-
-def schema(tables: int) -> MetaData:
-    metadata = MetaData()
-    for i in range(tables):
-        cols = [Column("id", Integer, primary_key=True), Column("name", String(50))]
-        if i:
-            cols.append(Column("parent_id", ForeignKey(f"t{i - 1}.id")))
-        Table(f"t{i}", metadata, *cols)
-    return metadata
 
 
 def timed(fn):
@@ -51,7 +39,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15, help="rounds of each kind (default 15)")
     parser.add_argument("--tables", type=int, default=5, help="tables created in 'start to first test' (default 5)")
     args = parser.parse_args()
-    metadata = schema(args.tables)
+    metadata = chain_schema(args.tables)
     samples: dict[str, list[float]] = {k: [] for k in ("cold start", "warm start", "start to first test", "stop")}
     with tempfile.TemporaryDirectory(prefix="sqltx-bench-cache-") as warm_cache:
         os.environ["SQLTX_CACHE_DIR"] = warm_cache
@@ -84,8 +72,8 @@ def main() -> int:
           f"{os.cpu_count()} cores, server directory under {default_base_dir()}, {args.rounds} rounds")
     print(f"{'':22} {'median':>8} {'p10':>8} {'p90':>8}")
     for name, values in samples.items():
-        deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
-        print(f"{name:22} {statistics.median(values):8.3f} {deciles[0]:8.3f} {deciles[-1]:8.3f}")
+        median, p10, p90 = spread(values)
+        print(f"{name:22} {median:8.3f} {p10:8.3f} {p90:8.3f}")
     return 0
 
 

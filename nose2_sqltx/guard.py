@@ -9,8 +9,10 @@ run's transaction:
 ==========================  ==================================================
 app calls                   what the guard does
 ==========================  ==================================================
-``commit()``                ``RELEASE SAVEPOINT sqltx_tx; SAVEPOINT sqltx_tx``
-``rollback()``, ``close()`` ``ROLLBACK TO SAVEPOINT sqltx_tx``
+``commit()``                ``SAVEPOINT sqltx_tx`` (the scope's first commit),
+                            then ``RELEASE SAVEPOINT sqltx_tx; SAVEPOINT sqltx_tx``
+``rollback()``, ``close()`` ``ROLLBACK TO SAVEPOINT`` the last commit's marker
+                            (or, before any commit, the scope's savepoint)
 autocommit on               the same commit after every statement
 isolation level, read-only  remembered and ignored (one transaction cannot
                             change its isolation level half way)
@@ -20,10 +22,17 @@ isolation level, read-only  remembered and ignored (one transaction cannot
                             until the owner repairs the run
 ==========================  ==================================================
 
-``sqltx_tx`` always marks "the last commit" of the innermost scope; the
-scope's own savepoint (owned by :mod:`nose2_sqltx.isolation`) sits below it.
-Savepoint names are shadowed by newer ones of the same name, which is what
-lets every scope use the same ``sqltx_tx``.
+Each open scope has a rollback target, innermost last: its own savepoint
+until its first commit, ``sqltx_tx`` after it. Savepoint names are shadowed
+by newer ones of the same name, which is what lets every scope use the same
+``sqltx_tx``.
+
+Round trips are what a test's isolation costs, so a scope ends with a bare
+``ROLLBACK TO SAVEPOINT``: that leaves its savepoint established and clean
+(the *spare*), and the next scope at the same depth takes it over for free.
+If anything ran in between, the spare is released and set afresh in one round
+trip. The stack cannot grow: a scope further out releases the spare with its
+own rollback, and a new savepoint is set only where no spare is left.
 """
 
 from __future__ import annotations
@@ -36,7 +45,6 @@ __unittest = True
 
 TX_SAVEPOINT = "sqltx_tx"
 _COMMIT = f"RELEASE SAVEPOINT {TX_SAVEPOINT}; SAVEPOINT {TX_SAVEPOINT}"
-_ROLLBACK = f"ROLLBACK TO SAVEPOINT {TX_SAVEPOINT}"
 
 # libpq transaction states; psycopg2 and psycopg 3 use the same numbers.
 IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
@@ -56,6 +64,8 @@ class Guard:
     _sqltx_ended: bool = False
     _sqltx_last: str | None = None
     _sqltx_settings: dict[str, Any] | None = None
+    _sqltx_targets: list[str]  # rollback target of each open scope, innermost last
+    _sqltx_spare: str | None = None  # a scope savepoint left established and clean
 
     # -- provided by the driver adapter -----------------------------------
     def _sqltx_exec(self, sql: str) -> None:
@@ -77,6 +87,8 @@ class Guard:
     def sqltx_arm(self) -> None:
         """From now on, app transaction control maps onto savepoints."""
         self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
+        self._sqltx_targets = [TX_SAVEPOINT]  # the run's: it has no savepoint of its own
+        self._sqltx_spare = None
         self._sqltx_armed = True
         self._sqltx_ended = False
         self._sqltx_last = None
@@ -89,20 +101,30 @@ class Guard:
         self._sqltx_quiet = False
 
     def sqltx_push(self, name: str) -> None:
-        """Open a scope: its own savepoint plus a fresh commit marker."""
+        """Open a scope whose savepoint is ``name`` (one per depth)."""
         self._sqltx_check()
-        self._sqltx_exec(f"SAVEPOINT {name}; SAVEPOINT {TX_SAVEPOINT}")
+        if self._sqltx_spare != name:
+            self._sqltx_exec(f"SAVEPOINT {name}")
+        elif self._sqltx_dirty:
+            # Something ran since the spare was rolled back: keep that work
+            # (merge it into the scope outside) and start clean.
+            self._sqltx_exec(f"RELEASE SAVEPOINT {name}; SAVEPOINT {name}")
+        self._sqltx_spare = None
+        self._sqltx_targets.append(name)
         self._sqltx_dirty = False
         self._sqltx_autocommit = False
 
     def sqltx_pop(self, name: str) -> None:
-        """Undo everything since :meth:`sqltx_push` and drop the savepoint.
+        """Undo everything since :meth:`sqltx_push`; ``name`` stays as the spare.
 
-        Releasing after the rollback is what keeps the savepoint stack (and the
-        locks PostgreSQL keeps per subtransaction) flat over a long run.
+        Not releasing it is what lets the next scope start for free; the
+        spare never piles up (see the module docstring), so neither do the
+        locks PostgreSQL keeps per subtransaction.
         """
         self._sqltx_check()
-        self._sqltx_exec(f"ROLLBACK TO SAVEPOINT {name}; RELEASE SAVEPOINT {name}")
+        self._sqltx_exec(f"ROLLBACK TO SAVEPOINT {name}")
+        del self._sqltx_targets[-1]
+        self._sqltx_spare = name
         self._sqltx_dirty = False
         self._sqltx_autocommit = False
         self._sqltx_settings = {}
@@ -140,7 +162,10 @@ class Guard:
         elif self._sqltx_autocommit and not self._sqltx_quiet:
             # Emulated autocommit: each statement's work is kept (or, if it
             # failed, undone) as a real autocommit connection would do.
-            self._sqltx_exec(_COMMIT if status == INTRANS else _ROLLBACK)
+            if status == INTRANS:
+                self._sqltx_keep()
+            else:
+                self._sqltx_undo()
             self._sqltx_dirty = False
 
     # -- the DB-API surface the application sees ---------------------------
@@ -150,7 +175,10 @@ class Guard:
         if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
             return None
         # Like PostgreSQL, a commit of a failed transaction rolls it back.
-        self._sqltx_exec(_ROLLBACK if self._sqltx_status() == INERROR else _COMMIT)
+        if self._sqltx_status() == INERROR:
+            self._sqltx_undo()
+        else:
+            self._sqltx_keep()
         self._sqltx_dirty = False
         return None
 
@@ -159,9 +187,23 @@ class Guard:
             return self._sqltx_real_rollback()
         if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
             return None
-        self._sqltx_exec(_ROLLBACK)
+        self._sqltx_undo()
         self._sqltx_dirty = False
         return None
+
+    def _sqltx_keep(self) -> None:
+        """A commit: mark this point; a later rollback comes back here."""
+        if self._sqltx_targets[-1] == TX_SAVEPOINT:
+            self._sqltx_exec(_COMMIT)
+        else:  # the scope's first commit
+            self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
+            self._sqltx_targets[-1] = TX_SAVEPOINT
+        self._sqltx_spare = None  # a deeper spare is gone (released with the marker)
+
+    def _sqltx_undo(self) -> None:
+        """A rollback: back to the last commit (or the scope's start)."""
+        self._sqltx_exec(f"ROLLBACK TO SAVEPOINT {self._sqltx_targets[-1]}")
+        self._sqltx_spare = None  # a deeper spare is gone
 
     def close(self) -> None:
         if not self._sqltx_armed:

@@ -14,10 +14,14 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from ..guard import Guard
+from ..guard import IDLE, Guard
 from .base import Backend, register
 
 __unittest = True
+
+# Command statuses after which a rolled-back scope can leave prepared statements
+# stale (psycopg 3's own list, plus CREATE).
+_SCHEMA_CHANGE = re.compile(r"^(?:CREATE|DROP|ALTER|TRUNCATE|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b").match
 
 #: shown in pg_stat_activity unless the URL names its own application_name
 APPLICATION_NAME = "nose2-sqltx"
@@ -121,12 +125,19 @@ def _psycopg2_classes() -> tuple[Any, Any]:
 @cache
 def _psycopg_classes() -> tuple[Any, Any]:
     import psycopg
+    from psycopg.pq import ExecStatus
 
+    COMMAND_OK = ExecStatus.COMMAND_OK
     base: Any = psycopg.Connection
 
     class Cursor(psycopg.Cursor):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
-            return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
+            try:
+                return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
+            finally:
+                if _SCHEMA_CHANGE(self.statusmessage or ""):
+                    conn: Any = self.connection
+                    conn._sqltx_schema_changed = True
 
         def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
             return _reported(self.connection, query,
@@ -141,10 +152,24 @@ def _psycopg_classes() -> tuple[Any, Any]:
             self._sqltx_dirty = True
             return super().cursor(*args, **kwargs)
 
+        _sqltx_schema_changed = False
+
         def _sqltx_exec(self, sql: str) -> None:
-            # A plain psycopg.Cursor: not reported to the guard.
-            with psycopg.Cursor(self) as cur:
-                cur.execute(sql)
+            # psycopg 3 drops every prepared statement when it sees a ROLLBACK
+            # command status, because rolled-back DDL can leave them stale.
+            # Our savepoint rollbacks would trigger that after every test (it
+            # cost about a quarter of a test's time), so they go to libpq
+            # directly, bypassing the guard and psycopg's bookkeeping alike,
+            # unless the scope changed the schema: then psycopg's caution is
+            # right and the statement takes psycopg's own path.
+            if self._sqltx_schema_changed or self.pgconn.transaction_status == IDLE:
+                self._sqltx_schema_changed = False
+                with psycopg.Cursor(self) as cur:  # plain: not reported to the guard
+                    cur.execute(sql)
+                return
+            result = self.pgconn.exec_(sql.encode())
+            if result.status != COMMAND_OK:
+                raise psycopg.errors.error_from_result(result, encoding=self.info.encoding)
 
         def _sqltx_real_commit(self) -> None:
             base.commit(self)

@@ -89,3 +89,33 @@ class TestCore(unittest.TestCase):
         self.assertNotIn("hunter2", str(caught.exception))
         with self.assertRaises(NotActiveError):
             nose2_sqltx.current()
+
+
+class TestPsycopg3PreparedStatements(unittest.TestCase):
+    """psycopg 3 prepares a statement after its 5th execution; the end of a
+    test must not throw that away, unless the test changed the schema."""
+
+    @classmethod
+    def setUpClass(cls):
+        require_database()
+
+    def test_prepared_statements_survive_test_scopes(self):
+        with IsolatedDatabase(dsn("psycopg"), metadata=[metadata]) as db:
+            for i in range(8):
+                with db.scope() as scope:
+                    scope.connection.execute(things.insert().values(name=str(i)))
+                    scope.connection.commit()
+            with db.scope() as scope:
+                prepared = scope.connection.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+        self.assertGreaterEqual(prepared, 1, "psycopg 3 lost its prepared statements at every test's end")
+
+    def test_schema_changes_in_a_test_do_not_leave_stale_plans(self):
+        with IsolatedDatabase(dsn("psycopg")) as db:
+            for columns in ("a int", "a int, b text"):
+                with db.scope() as scope:
+                    conn = scope.connection
+                    conn.exec_driver_sql(f"CREATE TABLE sqltx_core_shape ({columns})")
+                    conn.exec_driver_sql("INSERT INTO sqltx_core_shape (a) VALUES (1)")
+                    for _ in range(7):  # prepared from the 5th time on
+                        row = conn.exec_driver_sql("SELECT * FROM sqltx_core_shape").one()
+                    self.assertEqual(len(row), columns.count(",") + 1)

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""Run every benchmark and write docs/benchmarks.md and docs/benchmarks.png.
+
+Runs, one after another, each on its own throwaway server: isolation.py
+(per-test cost of the strategies, with the chart), suite.py (whole suites
+through nose2), startup.py (the throwaway server), parallel.py (serial vs
+-N 2) and soak.py (20,000 tests, and the control). Their outputs go into the
+page as they were printed.
+
+    python bench/report.py            # the numbers in docs/
+    python bench/report.py --quick    # fewer rounds and tests: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+
+
+def run(args: list[str]) -> str:
+    command = [sys.executable, *args]
+    print("$ python " + " ".join(args), file=sys.stderr)
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout.strip()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and tests (a smoke run)")
+    args = parser.parse_args()
+    q = args.quick
+    iso = ["bench/isolation.py", "--rounds", "2" if q else "7", "--batch", "10" if q else "40",
+           "--markdown", "docs/isolation.md", "--chart", "docs/benchmarks.png"]
+    suite = ["bench/suite.py", "--tests", "100" if q else "1000", "--tables", "30", "--rounds", "1"]
+    startup = ["bench/startup.py", "--rounds", "3" if q else "15", "--tables", "100"]
+    parallel = ["bench/parallel.py", "--rounds", "2" if q else "7"]
+    soak = ["bench/soak.py", "--tests", "2000" if q else "20000"]
+    run(iso)
+    isolation = (DOCS / "isolation.md").read_text().split("\n", 2)[2]  # drop its title
+    (DOCS / "isolation.md").unlink()
+    sections = [
+        ("Whole suites through nose2", suite, run(suite)),
+        ("The throwaway server: start-up (including create_all of 100 tables) and stop", startup, run(startup)),
+        ("Parallel runs: serial against -N 2", parallel, run(parallel)),
+        ("Savepoints do not pile up: 20,000 tests in one run", soak, run(soak)),
+    ]
+    page = [
+        "# Benchmarks",
+        "",
+        f"All figures below come from one run of `python bench/report.py{' --quick' if q else ''}` on "
+        f"{datetime.date.today().isoformat()} ({platform.machine()}, Python {platform.python_version()}); "
+        "each benchmark starts a throwaway PostgreSQL server of its own. The machine is shared and noisy: "
+        "compare strategies within one table (they ran interleaved), not across runs.",
+        "",
+        "## Per-test cost of isolation strategies",
+        "",
+        isolation.strip(),
+        "",
+        "![per-test cost of isolation strategies](benchmarks.png)",
+    ]
+    for title, command, output in sections:
+        page += ["", f"## {title}", "", f"`python {' '.join(command)}`", "", "```", output, "```"]
+    (DOCS / "benchmarks.md").write_text("\n".join(page) + "\n")
+    print(f"wrote {DOCS / 'benchmarks.md'} and {DOCS / 'benchmarks.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The benchmarks still run (tiny sizes; the figures in docs/ come from
+bash scripts/bench, not from here)."""
+
+import os
+import subprocess
+import sys
+import unittest
+
+from tests.support import ROOT
+
+
+def bench(*args):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+class TestBenchmarksRun(unittest.TestCase):
+    def test_isolation(self):
+        out = bench("bench/isolation.py", "--rounds", "1", "--batch", "2", "--tables", "5")
+        self.assertRegex(out, r"\| plugin \| [\d.]+ \([\d.]+–[\d.]+\) ×1\.00 \|")
+        self.assertRegex(out, r"- psycopg2: 5 tables [\d.]+ ms = [\d.]+× the floor")
+
+    def test_suite(self):
+        out = bench("bench/suite.py", "--tests", "10", "--tables", "5")
+        self.assertRegex(out, r"create/drop +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+x")
+
+    def test_startup(self):
+        out = bench("bench/startup.py", "--rounds", "2")
+        self.assertRegex(out, r"start to first test +[\d.]+")
+
+    def test_parallel(self):
+        out = bench("bench/parallel.py", "--rounds", "1")
+        self.assertRegex(out, r"speed-up of -N 2 over serial \(ratio of medians\): [\d.]+x")
+        self.assertRegex(out, r"database from template +[\d.]+")
+
+    def test_soak(self):
+        out = bench("bench/soak.py", "--tests", "1500")  # 3 lock samples: the scenario wants 2 or more
+        self.assertRegex(out, r"plugin: 1500 tests \+ 1 check in [\d.]+s through nose2, OK")
+        self.assertRegex(out, r"control \(begin_nested \+ rollback, default settings\): "
+                              r"after \d+ tests failed: out of shared memory")
+        self.assertIn("usage", bench("bench/isolation.py", "--help"))
