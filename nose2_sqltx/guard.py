@@ -198,7 +198,9 @@ class Guard:
         else:  # the scope's first commit
             self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
             self._sqltx_targets[-1] = TX_SAVEPOINT
-        self._sqltx_spare = None  # a deeper spare is gone (released with the marker)
+        # A deeper spare is now released (RELEASE above) or buried under the
+        # new marker (at most one per scope, gone with the scope): not reusable.
+        self._sqltx_spare = None
 
     def _sqltx_undo(self) -> None:
         """A rollback: back to the last commit (or the scope's start)."""
