@@ -85,8 +85,7 @@ class SqltxPlugin(Plugin):
         self._parallel = _multiprocess_active(self.session)
         try:
             # Imports first: a typo should not cost a server start.
-            metadata = [_load_metadata(path) for path in self.settings.metadata]
-            fixtures = [_load_fixture(path) for path in self.settings.fixtures]
+            metadata, fixtures = _load_objects(self.settings)
             url = self.settings.url
             if url is None:
                 self.server = TemporaryPostgres(
@@ -142,10 +141,7 @@ class SqltxPlugin(Plugin):
             url = self.settings.url
             if url is None:
                 raise SqltxError("the worker got no database URL from the main process")
-            self.database = self._make_database(
-                url, [_load_metadata(p) for p in self.settings.metadata],
-                [_load_fixture(p) for p in self.settings.fixtures], schema=_worker_schema(),
-            )
+            self.database = self._make_database(url, *_load_objects(self.settings), schema=_worker_schema())
             self.database.start()
         except Exception as exc:
             self.database = None
@@ -221,11 +217,10 @@ class SqltxPlugin(Plugin):
             except Exception as exc:
                 _report_end_of_run(event, exc)
         if database is not None:
-            self._summary = _summary(database, server)
+            self._summary = _summary(database.server_version, database.masked_url, server, _run_details(database))
         elif self._parallel and self._url is not None:
-            where = f" ({server.describe()})" if server is not None else ""
-            self._summary = (f"{PREFIX}: {self._server_version}{where} at {mask_url(self._url)}; "
-                             "parallel workers, each in a schema of its own; all rolled back")
+            self._summary = _summary(self._server_version, mask_url(self._url), server,
+                                     "parallel workers, each in a schema of its own; all rolled back")
         if getattr(self, "_terminated", False):
             print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
             os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
@@ -273,17 +268,27 @@ def _report_end_of_run(event: Any, exc: Exception) -> None:
     event.result.addError(EndOfRun(), _without_traceback(exc))
 
 
-def _summary(database: IsolatedDatabase, server: TemporaryPostgres | None) -> str:
+def _summary(version: str, masked_url: str, server: TemporaryPostgres | None, details: str) -> str:
+    """The last line of the report: which database, and how the run went."""
+    where = f" ({server.describe()})" if server is not None else ""
+    return f"{PREFIX}: {version}{where} at {masked_url}; {details}"
+
+
+def _run_details(database: IsolatedDatabase) -> str:
     tables = sum(len(m.tables) for m in database.metadata)
     t = database.timings
-    where = f" ({server.describe()})" if server is not None else ""
     return (
-        f"{PREFIX}: {database.server_version}{where} at {database.masked_url}; "
         f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
         f"fixtures {t.get('fixtures', 0):.3f}s; "
         + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"
            if database.incidents else "all rolled back")
     )
+
+
+def _load_objects(settings: Settings) -> tuple[list[Any], list[Any]]:
+    """The MetaData objects and fixture callables that ``[sqltx]`` names."""
+    return ([_load_metadata(path) for path in settings.metadata],
+            [_load_fixture(path) for path in settings.fixtures])
 
 
 def _load_metadata(path: str) -> Any:
