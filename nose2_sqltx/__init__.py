@@ -8,6 +8,7 @@ write ``class TestX(DatabaseTest, unittest.TestCase)``. See README.md.
 from .errors import (
     ConfigError,
     DatabaseUnavailableError,
+    ImplicitCommitError,
     NotActiveError,
     ServerBinariesNotFoundError,
     ServerStartError,
@@ -31,6 +32,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "SetupError",
     "TransactionEndedError",
+    "ImplicitCommitError",
     "ServerBinariesNotFoundError",
     "ServerStartError",
 ]

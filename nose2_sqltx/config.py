@@ -30,7 +30,7 @@ DSN_ENV = "SQLTX_DSN"
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
-    "pg-bindir", "keep-server", "server-tcp", "server-dir", "always-on",
+    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "always-on",
 )
 #: Keys an environment variable can set; the environment wins over the file.
 ENVIRONMENT = {
@@ -120,12 +120,13 @@ class Settings:
     ``dsn``               database URL (``SQLTX_DSN`` wins); none: a throwaway server
     ``metadata``          ``module:attribute`` paths of MetaData / declarative Bases
     ``fixtures``          ``module:callable`` paths, each called with the run's Connection
-    ``lock_timeout_ms``   PostgreSQL ``lock_timeout`` for the run (0: off)
-    ``statement_timeout_ms``  PostgreSQL ``statement_timeout`` for the run (0: off)
+    ``lock_timeout_ms``   how long a statement waits for a lock (0: the server's default)
+    ``statement_timeout_ms``  how long a statement may run (0: off; not on SQLite)
     ``pg_bindir``         where the throwaway server's binaries are (default: found)
     ``keep_server``       leave the throwaway server running for the next run
     ``server_tcp``        the throwaway server also listens on 127.0.0.1
     ``server_dir``        where the throwaway server's directory goes
+    ``create_database``   MySQL/MariaDB: make a database for the run (else: the DSN's)
     ====================  =======================================================
     """
 
@@ -138,6 +139,7 @@ class Settings:
     keep_server: bool = False
     server_tcp: bool = False
     server_dir: str | None = None
+    create_database: bool = True
     dsn_source: str = field(default="dsn", compare=False)
 
     @classmethod
@@ -181,6 +183,7 @@ class Settings:
             keep_server=_parse_bool(keep_source, keep),
             server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
             server_dir=with_env("server-dir")[0] or None,
+            create_database=_parse_bool("create-database", one("create-database", "true")),
             dsn_source=source,
         )
 
@@ -190,7 +193,7 @@ class Settings:
             f"Settings(url={url!r}, metadata={self.metadata!r}, fixtures={self.fixtures!r}, "
             f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms}, "
             f"pg_bindir={self.pg_bindir!r}, keep_server={self.keep_server}, server_tcp={self.server_tcp}, "
-            f"server_dir={self.server_dir!r})"
+            f"server_dir={self.server_dir!r}, create_database={self.create_database})"
         )
 
 

@@ -113,14 +113,30 @@ class TransactionEndedError(SqltxError):
                 f"refused to run more SQL: {what} ended the test transaction earlier in this test. {fix}"
             )
             return
-        if committed:
-            damage = (
-                "the run's work up to then was committed; nose2-sqltx dropped the tables "
-                f"it had created ({', '.join(dropped)}) and rebuilt the schema"
-            )
+        damage = "the run's work up to then was committed" if committed else "the run's transaction is gone"
+        if dropped:
+            damage += f"; nose2-sqltx dropped the tables it had created ({', '.join(dropped)}) and rebuilt the schema"
         else:
-            damage = "the run's transaction is gone; nose2-sqltx rebuilt the schema"
+            damage += "; nose2-sqltx rebuilt the schema"
         super().__init__(f"{what} ended the test transaction ({damage}). {fix}")
+
+
+class ImplicitCommitError(SqltxError):
+    """A statement would commit the test transaction implicitly (MySQL/MariaDB).
+
+    Raised before the statement runs, so nothing was committed. ``statement``
+    is the statement (shortened), ``server`` the kind of database and ``fix``
+    what to do instead.
+    """
+
+    def __init__(self, statement: str, server: str, fix: str) -> None:
+        self.statement = statement
+        self.server = server
+        self.fix = fix
+        super().__init__(
+            f"refused {statement!r}: on {server} it commits the open transaction implicitly, which "
+            f"would keep this test's data and end the isolation of every later test. {fix}"
+        )
 
 
 class ServerBinariesNotFoundError(SqltxError, FileNotFoundError):

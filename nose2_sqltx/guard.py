@@ -9,8 +9,8 @@ run's transaction:
 ==========================  ==================================================
 app calls                   what the guard does
 ==========================  ==================================================
-``commit()``                ``SAVEPOINT sqltx_tx`` (the scope's first commit),
-                            then ``RELEASE SAVEPOINT sqltx_tx; SAVEPOINT sqltx_tx``
+``commit()``                ``SAVEPOINT sqltx_txN`` (the scope's first commit),
+                            then ``RELEASE SAVEPOINT sqltx_txN; SAVEPOINT sqltx_txN``
 ``rollback()``, ``close()`` ``ROLLBACK TO SAVEPOINT`` the last commit's marker
                             (or, before any commit, the scope's savepoint)
 autocommit on               the same commit after every statement
@@ -23,9 +23,10 @@ isolation level, read-only  remembered and ignored (one transaction cannot
 ==========================  ==================================================
 
 Each open scope has a rollback target, innermost last: its own savepoint
-until its first commit, ``sqltx_tx`` after it. Savepoint names are shadowed
-by newer ones of the same name, which is what lets every scope use the same
-``sqltx_tx``.
+until its first commit, its commit marker ``sqltx_txN`` (N: the scope's depth)
+after it. Every savepoint name is unique among those in use: PostgreSQL and
+SQLite would shadow an older savepoint of the same name, but MySQL and
+MariaDB delete it.
 
 Round trips are what a test's isolation costs, so a scope ends with a bare
 ``ROLLBACK TO SAVEPOINT``: that leaves its savepoint established and clean
@@ -44,9 +45,9 @@ from .errors import TransactionEndedError
 __unittest = True
 
 TX_SAVEPOINT = "sqltx_tx"
-_COMMIT = f"RELEASE SAVEPOINT {TX_SAVEPOINT}; SAVEPOINT {TX_SAVEPOINT}"
 
-# libpq transaction states; psycopg2 and psycopg 3 use the same numbers.
+# libpq transaction states; psycopg2 and psycopg 3 use the same numbers, the
+# other backends' adapters map their drivers' state onto them.
 IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
 
 
@@ -54,7 +55,8 @@ class Guard:
     """Mixin for a driver connection class; see the module docstring.
 
     A driver adapter provides ``_sqltx_exec`` (run SQL bypassing the guard),
-    ``_sqltx_status`` and the ``_sqltx_real_*`` methods.
+    ``_sqltx_status`` and the ``_sqltx_real_*`` methods; one whose driver
+    cannot send several statements at once overrides ``_sqltx_script``.
     """
 
     _sqltx_armed: bool = False
@@ -71,6 +73,13 @@ class Guard:
     def _sqltx_exec(self, sql: str) -> None:
         raise NotImplementedError
 
+    def _sqltx_script(self, *statements: str) -> None:
+        """Run ``statements`` in order: one round trip where the driver allows it."""
+        self._sqltx_exec("; ".join(statements))
+
+    def _sqltx_precheck(self, statement: object) -> None:
+        """Raise, before it runs, for a statement the backend cannot isolate."""
+
     def _sqltx_status(self) -> int:
         return int(self.info.transaction_status)  # type: ignore[attr-defined]
 
@@ -86,8 +95,8 @@ class Guard:
     # -- used by the owner (isolation.py) ----------------------------------
     def sqltx_arm(self) -> None:
         """From now on, app transaction control maps onto savepoints."""
-        self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
-        self._sqltx_targets = [TX_SAVEPOINT]  # the run's: it has no savepoint of its own
+        self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}0")
+        self._sqltx_targets = [f"{TX_SAVEPOINT}0"]  # the run's: it has no savepoint of its own
         self._sqltx_spare = None
         self._sqltx_armed = True
         self._sqltx_ended = False
@@ -108,7 +117,7 @@ class Guard:
         elif self._sqltx_dirty:
             # Something ran since the spare was rolled back: keep that work
             # (merge it into the scope outside) and start clean.
-            self._sqltx_exec(f"RELEASE SAVEPOINT {name}; SAVEPOINT {name}")
+            self._sqltx_script(f"RELEASE SAVEPOINT {name}", f"SAVEPOINT {name}")
         self._sqltx_spare = None
         self._sqltx_targets.append(name)
         self._sqltx_dirty = False
@@ -147,6 +156,8 @@ class Guard:
     def _sqltx_before(self, statement: object) -> None:
         if self._sqltx_armed:
             self._sqltx_check()
+            if not self._sqltx_quiet:
+                self._sqltx_precheck(statement)
             self._sqltx_dirty = True
 
     def _sqltx_after(self, statement: object, ok: bool) -> None:
@@ -193,11 +204,12 @@ class Guard:
 
     def _sqltx_keep(self) -> None:
         """A commit: mark this point; a later rollback comes back here."""
-        if self._sqltx_targets[-1] == TX_SAVEPOINT:
-            self._sqltx_exec(_COMMIT)
+        marker = f"{TX_SAVEPOINT}{len(self._sqltx_targets) - 1}"
+        if self._sqltx_targets[-1] == marker:
+            self._sqltx_script(f"RELEASE SAVEPOINT {marker}", f"SAVEPOINT {marker}")
         else:  # the scope's first commit
-            self._sqltx_exec(f"SAVEPOINT {TX_SAVEPOINT}")
-            self._sqltx_targets[-1] = TX_SAVEPOINT
+            self._sqltx_exec(f"SAVEPOINT {marker}")
+            self._sqltx_targets[-1] = marker
         # A deeper spare is now released (RELEASE above) or buried under the
         # new marker (at most one per scope, gone with the scope): not reusable.
         self._sqltx_spare = None
@@ -222,6 +234,38 @@ class Guard:
 
     def _sqltx_get(self, name: str, default: Any) -> Any:
         return (self._sqltx_settings or {}).get(name, default)
+
+
+# -- helpers for the driver adapters (nose2_sqltx/dialects) -----------------
+
+def reported(conn: Any, query: Any, run: Any) -> Any:
+    """Run one statement, telling the guard before and after ."""
+    conn._sqltx_before(query)
+    ok = False
+    try:
+        result = run()
+        ok = True
+        return result
+    finally:
+        conn._sqltx_after(query, ok)
+
+
+def guarded_setting(real: Any, name: str) -> property:
+    """A connection setting that, while armed, is remembered instead of applied:
+    both drivers refuse to change it inside a transaction (or roll back)."""
+
+    def get(self: Any) -> Any:
+        if self._sqltx_armed:
+            return self._sqltx_get(name, real.__get__(self))
+        return real.__get__(self)
+
+    def set_(self: Any, value: Any) -> None:
+        if self._sqltx_armed:
+            self._sqltx_set(name, value)
+        else:
+            real.__set__(self, value)
+
+    return property(get, set_)
 
 
 def _short(statement: object) -> str:

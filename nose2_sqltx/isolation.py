@@ -13,6 +13,9 @@ is :meth:`IsolatedDatabase.scope`::
 
 Life cycle: :meth:`~IsolatedDatabase.start` opens one connection and one
 transaction, sets the timeouts, creates the schema and runs the fixtures.
+Where DDL is not transactional (MySQL/MariaDB), the schema is created and
+committed just before the transaction opens, in a database the backend makes
+for the run and drops at the end (see :mod:`nose2_sqltx.dialects.mysql`).
 Each :meth:`~IsolatedDatabase.begin_scope` sets a savepoint; each
 :meth:`~IsolatedDatabase.end_scope` rolls back to it and releases it.
 :meth:`~IsolatedDatabase.stop` rolls back everything and closes.
@@ -144,7 +147,11 @@ class IsolatedDatabase:
     ``schema``: create the tables in a schema of this name, made (and gone)
     with the run's transaction, so that several runs can share one database
     at once (nose2's parallel workers). Tables that name their own schema
-    cannot be shared that way and are refused.
+    cannot be shared that way and are refused. Backends where every run
+    has a database of its own anyway (MySQL, SQLite in memory) need no schema.
+    ``create_database`` (MySQL/MariaDB): make a database for the run (the
+    default); if false, create the tables in the DSN's database and drop them
+    at the end.
     """
 
     def __init__(
@@ -156,12 +163,15 @@ class IsolatedDatabase:
         lock_timeout_ms: int = 10_000,
         statement_timeout_ms: int = 60_000,
         schema: str | None = None,
+        create_database: bool = True,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
-        self.backend: Backend = backend_for(self.url)
+        self.backend: Backend = backend_for(self.url, create_database=create_database)
         self.metadata: list[MetaData] = [_as_metadata(m) for m in metadata]
+        self.backend.check_tables([t for m in self.metadata for t in m.sorted_tables])
         self.schema = schema
-        if schema is not None:
+        self._namespace_sql = self.backend.private_namespace_sql(schema) if schema is not None else []
+        if self._namespace_sql:
             named = sorted(t.fullname for m in self.metadata for t in m.tables.values() if t.schema)
             if named:
                 raise SetupError(
@@ -216,7 +226,8 @@ class IsolatedDatabase:
             # StaticPool: every checkout is the one guarded DB-API connection,
             # so Sessions, Connections and app code all share the transaction.
             with _connect_errors(self.url, self.backend):
-                engine = create_engine(self.url, poolclass=StaticPool)
+                run_url = self.backend.prepare()
+                engine = create_engine(run_url, poolclass=StaticPool)
                 self.backend.install(engine)
                 self._engine = engine
                 with engine.connect() as conn:
@@ -233,34 +244,22 @@ class IsolatedDatabase:
     def _open_run(self) -> None:
         """Begin the outer transaction and build the run's state inside it."""
         guard = self._require_guard()
-        statements = self.backend.run_setup_sql(
+        started = time.perf_counter()
+        if not self.backend.transactional_ddl:
+            # Committed, before the transaction: DDL would commit it anyway.
+            with self.engine.connect() as conn:
+                self._create_schema(conn, committed=True)
+        statements = self.backend.begin_sql() + self.backend.run_setup_sql(
             lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
         )
-        if self.schema is not None:
-            statements += self.backend.private_namespace_sql(self.schema)
-        for sql in statements:
+        for sql in statements + self._namespace_sql:
             guard._sqltx_exec(sql)
         guard.sqltx_arm()
         run_scope = Scope(self, 0, None)
         self._scopes = [run_scope]
-        started = time.perf_counter()
         conn = run_scope.connection
-        if self.metadata:
-            existing = set(inspect(conn).get_table_names())
-            try:
-                for metadata in self.metadata:
-                    metadata.create_all(conn)
-                conn.commit()
-            except SQLAlchemyError as exc:
-                reason = _first_line(exc)
-                if self.backend.is_lock_timeout(exc):
-                    reason += (
-                        " (another connection holds locks on these tables: most likely another test run "
-                        "on the same database, whose uncommitted schema blocks this one; give each "
-                        "concurrent run its own database)"
-                    )
-                raise SetupError("creating the schema (metadata)", reason) from exc
-            self._created = [t.name for m in self.metadata for t in m.sorted_tables if t.name not in existing]
+        if self.backend.transactional_ddl:
+            self._create_schema(conn, committed=False)
         self.timings["schema"] = time.perf_counter() - started
         started = time.perf_counter()
         for fixture in self.fixtures:
@@ -272,6 +271,46 @@ class IsolatedDatabase:
                 raise SetupError(f"fixture {name}", f"{type(exc).__name__}: {_first_line(exc)}{_where(exc)}") from exc
         self.timings["fixtures"] = time.perf_counter() - started
 
+    def _create_schema(self, conn: Connection, *, committed: bool) -> None:
+        """Create the metadata's tables on ``conn``; remember which were new."""
+        if not self.metadata:
+            return
+        existing = set(inspect(conn).get_table_names())
+        wanted = [t.name for m in self.metadata for t in m.sorted_tables]
+        clash = [name for name in wanted if name in existing]
+        if committed and clash and not self.backend.owns_database:
+            # They would be dropped at the end of the run with the ones it made.
+            raise SetupError(
+                "creating the schema (metadata)",
+                f"tables {', '.join(clash)} already exist in {self.masked_url}; on "
+                f"{self.backend.display_name} the run creates its tables for real and drops them at the "
+                "end, so it does not start on tables it did not make. Drop them (a killed run may have "
+                "left them) or let the run make its own database (remove create-database = false)",
+            )
+        try:
+            for metadata in self.metadata:
+                metadata.create_all(conn)
+            conn.commit()
+        except SQLAlchemyError as exc:
+            reason = _first_line(exc)
+            if self.backend.is_lock_timeout(exc):
+                reason += (
+                    " (another connection holds locks on these tables: most likely another test run "
+                    "on the same database, whose uncommitted schema blocks this one; give each "
+                    "concurrent run its own database)"
+                )
+            raise SetupError("creating the schema (metadata)", reason) from exc
+        self._created = [name for name in wanted if name not in existing]
+
+    def _drop_created(self, conn: Connection) -> tuple[str, ...]:
+        """Drop the tables this run created that still exist (committed ones)."""
+        left = set(inspect(conn).get_table_names()) & set(self._created)
+        tables = [t for m in self.metadata for t in reversed(m.sorted_tables) if t.name in left]
+        for table in tables:
+            table.drop(conn)
+        conn.commit()
+        return tuple(t.name for t in tables)
+
     def stop(self) -> None:
         """Roll back everything the run did and close the connection.
 
@@ -281,6 +320,14 @@ class IsolatedDatabase:
         incident = None
         try:
             guard = self._guard
+            if guard is not None and not guard.sqltx_ended and len(self._scopes) <= 1:
+                # Is the run's transaction still there? Catches what the guard
+                # could not see (a cursor of another class) at the run's level.
+                try:
+                    guard._sqltx_exec(f"ROLLBACK TO SAVEPOINT {guard._sqltx_targets[0]}")
+                except Exception:  # noqa: BLE001 - the savepoint is gone: so is the transaction
+                    guard._sqltx_ended = True
+                    guard._sqltx_last = None
             if guard is not None and guard.sqltx_ended:
                 incident = self._repair(rebuild=False)
                 self.incidents.append(incident)
@@ -302,15 +349,23 @@ class IsolatedDatabase:
                 guard.sqltx_disarm()
                 try:
                     guard._sqltx_real_rollback()
+                    if not self.backend.transactional_ddl and not self.backend.owns_database and self._created:
+                        with self.engine.connect() as conn:  # the schema was committed in the DSN's database
+                            self._drop_created(conn)
                 finally:
                     guard._sqltx_real_close()
         finally:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
-            with _active_lock:
-                if _active is self:
-                    _active = None
+            try:
+                if self._engine is not None:
+                    self._engine.dispose()
+                    self._engine = None
+            finally:
+                try:
+                    self.backend.release()
+                finally:
+                    with _active_lock:
+                        if _active is self:
+                            _active = None
 
     # -- scopes --------------------------------------------------------------
     def begin_scope(self, setup: Callable[[], object] | None = None) -> Scope:
@@ -390,22 +445,23 @@ class IsolatedDatabase:
             scope._close_handles()
         self._scopes = []
         dropped: tuple[str, ...] = ()
-        if self.schema is not None:
+        if self._namespace_sql:
             with self.engine.connect() as conn:
                 if self.schema in inspect(conn).get_schema_names():
                     conn.execute(DropSchema(self.schema, cascade=True))
                     conn.commit()
                     dropped = (f"schema {self.schema}",)
         elif self._created:
+            # Committed work (raw COMMIT) or, where DDL is not transactional,
+            # the schema itself: drop it all, the rebuild makes it afresh.
             with self.engine.connect() as conn:
-                left = set(inspect(conn).get_table_names()) & set(self._created)
-                tables = [t for m in self.metadata for t in reversed(m.sorted_tables) if t.name in left]
-                for table in tables:
-                    table.drop(conn)
-                conn.commit()
-            dropped = tuple(t.name for t in tables)
+                dropped = self._drop_created(conn)
         guard._sqltx_real_rollback()
-        incident = TransactionEndedError(statement, committed=bool(dropped), dropped=dropped)
+        if self.backend.transactional_ddl:
+            committed = bool(dropped)  # the tables were there to drop only if committed
+        else:  # the schema is always committed there; assume the worst unless it was a ROLLBACK
+            committed = not (statement or "").upper().startswith("ROLLBACK")
+        incident = TransactionEndedError(statement, committed=committed, dropped=dropped)
         if rebuild:
             self._open_run()
             # Callers hold the Scope objects: reopen the same ones, outermost first.

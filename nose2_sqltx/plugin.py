@@ -65,7 +65,8 @@ class SqltxPlugin(Plugin):
         try:
             self.settings = Settings.from_options(options)
             if self.settings.url is not None:
-                backend_for(self.settings.url, self.settings.dsn_source)
+                backend_for(self.settings.url, self.settings.dsn_source,
+                            create_database=self.settings.create_database)
         except ConfigError as exc:
             _fatal(exc)
         self.database: IsolatedDatabase | None = None
@@ -118,6 +119,7 @@ class SqltxPlugin(Plugin):
                        schema: str | None = None) -> IsolatedDatabase:
         return IsolatedDatabase(
             url, metadata=metadata, fixtures=fixtures, schema=schema,
+            create_database=self.settings.create_database,
             lock_timeout_ms=self.settings.lock_timeout_ms, statement_timeout_ms=self.settings.statement_timeout_ms,
         )
 
@@ -219,8 +221,9 @@ class SqltxPlugin(Plugin):
         if database is not None:
             self._summary = _summary(database.server_version, database.masked_url, server, _run_details(database))
         elif self._parallel and self._url is not None:
+            backend = backend_for(self._url, create_database=self.settings.create_database)
             self._summary = _summary(self._server_version, mask_url(self._url), server,
-                                     "parallel workers, each in a schema of its own; all rolled back")
+                                     f"parallel workers, each in {backend.worker_namespace}; {backend.cleanup_note}")
         if getattr(self, "_terminated", False):
             print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
             os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
@@ -281,7 +284,7 @@ def _run_details(database: IsolatedDatabase) -> str:
         f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
         f"fixtures {t.get('fixtures', 0):.3f}s; "
         + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"
-           if database.incidents else "all rolled back")
+           if database.incidents else database.backend.cleanup_note)
     )
 
 

@@ -1,8 +1,13 @@
 """Helpers for the project's own tests: real databases, nose2 in a subprocess.
 
-The database comes from ``SQLTX_TEST_DSN`` (default: the PostgreSQL server
-on 127.0.0.1:5432, database ``test``). An unreachable database is an error,
+PostgreSQL comes from ``SQLTX_TEST_DSN`` (default: the server on
+127.0.0.1:5432, database ``test``), MySQL/MariaDB from
+``SQLTX_TEST_MYSQL_DSN`` (default: root on 127.0.0.1:3306, database
+``test``); SQLite needs no server. An unreachable database is an error,
 never a skip.
+
+The scenario suite runs on every :data:`TARGETS` entry: each database with
+each driver, SQLite in memory and in a file.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 from sqlalchemy.engine import make_url
 
 DSN_ENV = "SQLTX_TEST_DSN"
 DEFAULT_DSN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+MYSQL_DSN_ENV = "SQLTX_TEST_MYSQL_DSN"
+DEFAULT_MYSQL_DSN = "mysql+pymysql://root@127.0.0.1:3306/test"
+#: every database/driver the scenario suite runs on; "sqlite-file" is a file
+#: in a fresh directory, which must be empty again after the run
+TARGETS = ("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite", "sqlite-file")
+MYSQL_TARGETS = ("mysql+pymysql", "mysql+mysqldb")
 SCENARIOS = Path(__file__).parent / "functional" / "scenarios"
 ROOT = Path(__file__).parent.parent
 DRIVERS = ("psycopg2", "psycopg")
@@ -40,6 +52,33 @@ def dsn(driver: str = "psycopg2") -> str:
     return url.render_as_string(hide_password=False)
 
 
+def mysql_dsn(driver: str = "pymysql") -> str:
+    """The MySQL/MariaDB test server's URL, for the given driver."""
+    url = make_url(os.environ.get(MYSQL_DSN_ENV) or DEFAULT_MYSQL_DSN).set(drivername=f"mysql+{driver}")
+    return url.render_as_string(hide_password=False)
+
+
+def target_dsn(target: str, directory: str | None = None) -> str:
+    """The URL a scenario run on ``target`` uses (``directory``: for sqlite-file)."""
+    if target.startswith("postgresql+"):
+        return dsn(target.split("+")[1])
+    if target.startswith("mysql+"):
+        return mysql_dsn(target.split("+")[1])
+    if target == "sqlite":
+        return "sqlite://"
+    if target == "sqlite-file" and directory is not None:
+        return f"sqlite:///{directory}/run.db"
+    raise ValueError(f"unknown target {target!r}")
+
+
+def _mysql_connect() -> Any:
+    import pymysql
+
+    url = make_url(mysql_dsn())
+    return pymysql.connect(host=url.host or "127.0.0.1", port=url.port or 3306, user=url.username or "root",
+                           password=url.password or "", database=url.database, connect_timeout=5)
+
+
 def libpq_dsn() -> str:
     url = make_url(dsn())
     parts = {"host": url.host, "port": url.port, "user": url.username, "password": url.password, "dbname": url.database}
@@ -55,6 +94,15 @@ def require_database() -> None:
             f"the test database is unreachable ({str(exc).strip().splitlines()[0]}); "
             f"start PostgreSQL or point {DSN_ENV} at one"
         ) from None
+    import pymysql
+
+    try:
+        _mysql_connect().close()
+    except pymysql.Error as exc:
+        raise RuntimeError(
+            f"the MySQL/MariaDB test database is unreachable ({exc}); "
+            f"start the server or point {MYSQL_DSN_ENV} at one"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -62,10 +110,30 @@ class Snapshot:
     tables: tuple[str, ...]
     schemas: tuple[str, ...]
     sessions: int  # connections made by this process's runs (APP_NAME)
+    mysql_databases: tuple[str, ...] = ()
+    mysql_tables: tuple[str, ...] = ()  # in the DSN's database
+    mysql_sessions: int = 0  # other connections of the test user
+
+
+def mysql_snapshot() -> tuple[tuple[str, ...], tuple[str, ...], int]:
+    conn = _mysql_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")
+            databases = tuple(r[0] for r in cur.fetchall())
+            cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() ORDER BY 1")
+            tables = tuple(r[0] for r in cur.fetchall())
+            cur.execute("SELECT count(*) FROM information_schema.processlist "
+                        "WHERE id <> CONNECTION_ID() AND user = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) "
+                        "AND command NOT IN ('Daemon', 'Binlog Dump')")
+            sessions = int(cur.fetchone()[0])
+    finally:
+        conn.close()
+    return databases, tables, sessions
 
 
 def snapshot() -> Snapshot:
-    """What exists in the test database now (user tables, schemas, other sessions)."""
+    """What exists in the test databases now (user tables, schemas, databases, other sessions)."""
     conn = psycopg2.connect(libpq_dsn())
     try:
         with conn.cursor() as cur:
@@ -83,14 +151,14 @@ def snapshot() -> Snapshot:
             sessions = cur.fetchone()[0]
     finally:
         conn.close()
-    return Snapshot(tables, schemas, sessions)
+    return Snapshot(tables, schemas, sessions, *mysql_snapshot())
 
 
-def wait_for_sessions_to_end(seconds: float = 10) -> Snapshot:
+def wait_for_sessions_to_end(seconds: float = 10, mysql_sessions: int = 0) -> Snapshot:
     """The server ends a backend a moment after its client is gone."""
     deadline = time.monotonic() + seconds
     current = snapshot()
-    while current.sessions and time.monotonic() < deadline:
+    while (current.sessions or current.mysql_sessions > mysql_sessions) and time.monotonic() < deadline:
         time.sleep(0.05)
         current = snapshot()
     return current
@@ -108,12 +176,13 @@ class Run:
 
 
 def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str, str] | None = None,
-              set_dsn: bool = True, timeout: float = 300, verbose: bool = True) -> Run:
-    """Run ``python -m nose2 [-v]`` in scenario directory ``scenario``."""
+              set_dsn: bool = True, timeout: float = 300, verbose: bool = True, target: str | None = None) -> Run:
+    """Run ``python -m nose2 [-v]`` in scenario directory ``scenario``, on
+    PostgreSQL with ``driver``, or on ``target`` (see :data:`TARGETS`)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
     full_env["PYTHONPATH"] = PYTHONPATH
     if set_dsn:
-        full_env["SQLTX_DSN"] = dsn(driver)
+        full_env["SQLTX_DSN"] = target_dsn(target) if target else dsn(driver)
     full_env.update(env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "nose2", *(["-v"] if verbose else []), *args],
@@ -123,7 +192,8 @@ def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str
 
 
 @contextmanager
-def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True) -> Iterator[subprocess.Popen[str]]:
+def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
+             target: str | None = None) -> Iterator[subprocess.Popen[str]]:
     """A nose2 run of the ``signals`` scenario, held inside its only test
     (schema created, transaction open) until the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +201,7 @@ def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True) -> Iterato
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
                "PYTHONPATH": PYTHONPATH, "SQLTX_MARKER": str(marker), **(env or {})}
         if set_dsn:
-            env["SQLTX_DSN"] = dsn()
+            env["SQLTX_DSN"] = target_dsn(target) if target else dsn()
         proc = subprocess.Popen(
             [sys.executable, "-m", "nose2", "-v"], cwd=SCENARIOS / "signals", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -164,13 +234,26 @@ class FunctionalTest(unittest.TestCase):
         self.before = snapshot()
 
     def assertDatabaseUnchanged(self) -> None:
-        after = wait_for_sessions_to_end()
+        after = wait_for_sessions_to_end(mysql_sessions=self.before.mysql_sessions)
         self.assertEqual(after.tables, self.before.tables, "tables left behind")
         self.assertEqual(after.schemas, self.before.schemas, "schemas left behind")
         self.assertEqual(after.sessions, 0, "connections left open")
+        self.assertEqual(after.mysql_databases, self.before.mysql_databases, "MySQL databases left behind")
+        self.assertEqual(after.mysql_tables, self.before.mysql_tables, "MySQL tables left behind")
+        self.assertLessEqual(after.mysql_sessions, self.before.mysql_sessions, "MySQL connections left open")
 
-    def run_scenario(self, scenario: str, *args: str, expect: int = 0, **kwargs: object) -> Run:
-        run = run_nose2(scenario, *args, **kwargs)  # type: ignore[arg-type]
+    def run_scenario(self, scenario: str, *args: str, expect: int = 0, target: str | None = None,
+                     **kwargs: object) -> Run:
+        """Run a scenario (on ``target``), check its exit status and that it left nothing behind."""
+        if target == "sqlite-file":
+            # A file in a fresh directory: the run makes it, and must remove it.
+            with tempfile.TemporaryDirectory() as tmp:
+                env: Any = {**(kwargs.pop("env", None) or {}), "SQLTX_DSN": target_dsn(target, tmp)}  # type: ignore[dict-item]
+                run = run_nose2(scenario, *args, env=env, **kwargs)  # type: ignore[arg-type]
+                left = sorted(os.listdir(tmp))
+            self.assertEqual(left, [], f"files left by the run:\n{run.output}")
+        else:
+            run = run_nose2(scenario, *args, target=target, **kwargs)  # type: ignore[arg-type]
         self.assertEqual(run.returncode, expect, f"nose2 exited {run.returncode}:\n{run.output}")
         self.assertDatabaseUnchanged()
         return run

@@ -6,20 +6,27 @@ registered for a URL's dialect name; the core never branches on dialects.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.engine import URL
 
 from ..config import mask_url
 from ..errors import ConfigError
 from .base import Backend, register, registry
-from . import postgresql as _postgresql  # noqa: F401  (registers itself)
+from . import mysql as _mysql  # noqa: F401  (each registers itself)
+from . import postgresql as _postgresql  # noqa: F401
+from . import sqlite as _sqlite  # noqa: F401
 
 __unittest = True
 
 __all__ = ["Backend", "backend_for", "register"]
 
 
-def backend_for(url: URL, key: str = "dsn") -> Backend:
-    """Return the backend for ``url``, or a :class:`ConfigError` naming what is supported."""
+def backend_for(url: URL, key: str = "dsn", **options: Any) -> Backend:
+    """Return the backend for ``url``, or a :class:`ConfigError` naming what is supported.
+
+    ``options`` are backend settings (``create_database``) that others ignore.
+    """
     name = url.get_backend_name()
     backend_cls = registry.get(name)
     if backend_cls is None:
@@ -27,4 +34,4 @@ def backend_for(url: URL, key: str = "dsn") -> Backend:
             key, mask_url(url), f"database {name!r} is not supported",
             f"Supported: {', '.join(sorted(registry))}",
         )
-    return backend_cls(url, key)
+    return backend_cls(url, key, **options)

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from ..config import mask_url
-from ..errors import ConfigError
+from ..errors import ConfigError, SetupError
 
 __unittest = True
 
@@ -38,9 +38,18 @@ class Backend:
     name: ClassVar[str] = "*"
     display_name: ClassVar[str] = "database"
     drivers: ClassVar[dict[str, str]] = {}
+    #: DDL runs inside the run's transaction and is rolled back with it. Where
+    #: it is not (MySQL/MariaDB commit DDL implicitly), the schema is created,
+    #: committed, before the run's transaction begins, in a database that
+    #: :meth:`prepare` provides.
+    transactional_ddl: ClassVar[bool] = True
+    #: how each parallel worker is kept apart (for the run's summary line)
+    worker_namespace: ClassVar[str] = "a schema of its own"
 
-    def __init__(self, url: URL, key: str = "dsn") -> None:
+    def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url
+        self.key = key
+        self.create_database = create_database
         driver = url.get_driver_name()
         if driver not in self.drivers:
             raise ConfigError(
@@ -49,9 +58,39 @@ class Backend:
             )
         self.driver = driver
 
+    def prepare(self) -> URL:
+        """Before the run connects: the URL the run's engine should use.
+
+        A backend that makes a database for the run (and removes it in
+        :meth:`release`) returns that database's URL.
+        """
+        return self.url
+
+    def release(self) -> None:
+        """After the run's connection is closed: undo :meth:`prepare`. Must not raise
+        for what :meth:`prepare` did not get to do."""
+
+    @property
+    def cleanup_note(self) -> str:
+        """How the run's work went away (for the run's summary line)."""
+        return "all rolled back"
+
+    @property
+    def owns_database(self) -> bool:
+        """Whether the database is the run's own (so a committed schema goes with it)."""
+        return False
+
     def install(self, engine: Engine) -> None:
         """Make ``engine`` create guarded DB-API connections."""
         raise NotImplementedError
+
+    def begin_sql(self) -> list[str]:
+        """Statements that open the run's transaction (none where the driver
+        opens one implicitly)."""
+        return []
+
+    def check_tables(self, tables: list[Any]) -> None:
+        """Refuse metadata this backend cannot isolate (a :class:`SetupError`)."""
 
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         """Statements run first in the run's transaction (timeouts and the like)."""
@@ -59,10 +98,12 @@ class Backend:
 
     def private_namespace_sql(self, name: str) -> list[str]:
         """Statements that give the run a namespace of its own, inside its
-        transaction, for parallel workers sharing one database."""
-        raise NotImplementedError(
+        transaction, for parallel workers sharing one database; none where
+        each run has a database of its own already."""
+        raise SetupError(
+            "running the tests in parallel (nose2 -N)",
             f"parallel runs are not supported on {self.display_name}: run without -N "
-            "(nose2's multiprocess plugin)"
+            "(nose2's multiprocess plugin)",
         )
 
     def server_version(self, dbapi_connection: Any) -> str:
@@ -75,3 +116,34 @@ class Backend:
     def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
         """A sentence to add to a test's error caused by ``exc``, if it helps."""
         return None
+
+
+def remember_isolation_level(engine: Engine) -> None:
+    """Keep SQLAlchemy's isolation-level changes away from an armed connection.
+
+    For drivers whose isolation level SQLAlchemy sets with SQL (MySQL's
+    ``SET SESSION TRANSACTION ...; COMMIT``) or with a setting that commits
+    (sqlite3's ``isolation_level``): while the guard is armed, the level is
+    remembered (``AUTOCOMMIT`` switches on the guard's emulated autocommit)
+    instead of being applied.
+    """
+    dialect: Any = engine.dialect
+    real_set = dialect.set_isolation_level
+    real_get = dialect.get_isolation_level
+
+    def set_isolation_level(dbapi_connection: Any, level: str) -> None:
+        if getattr(dbapi_connection, "_sqltx_armed", False):
+            dbapi_connection._sqltx_set("isolation_level", level)
+            dbapi_connection._sqltx_set("autocommit", level == "AUTOCOMMIT")
+            return
+        real_set(dbapi_connection, level)
+
+    def get_isolation_level(dbapi_connection: Any) -> Any:
+        if getattr(dbapi_connection, "_sqltx_armed", False):
+            remembered = dbapi_connection._sqltx_get("isolation_level", None)
+            if remembered is not None:
+                return remembered
+        return real_get(dbapi_connection)
+
+    dialect.set_isolation_level = set_isolation_level
+    dialect.get_isolation_level = get_isolation_level

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from ..guard import IDLE, Guard
+from ..guard import IDLE, Guard, guarded_setting, reported
 from .base import Backend, register
 
 __unittest = True
@@ -29,46 +29,16 @@ _LOCK_NOT_AVAILABLE = "55P03"
 _QUERY_CANCELED = "57014"
 
 
-def _reported(conn: Any, query: Any, run: Any) -> Any:
-    """Run one statement, telling the guard before and after (see guard.py)."""
-    conn._sqltx_before(query)
-    ok = False
-    try:
-        result = run()
-        ok = True
-        return result
-    finally:
-        conn._sqltx_after(query, ok)
-
-
-def _guarded_setting(real: Any, name: str) -> property:
-    """A connection setting that, while armed, is remembered instead of applied:
-    both drivers refuse to change it inside a transaction (or roll back)."""
-
-    def get(self: Any) -> Any:
-        if self._sqltx_armed:
-            return self._sqltx_get(name, real.__get__(self))
-        return real.__get__(self)
-
-    def set_(self: Any, value: Any) -> None:
-        if self._sqltx_armed:
-            self._sqltx_set(name, value)
-        else:
-            real.__set__(self, value)
-
-    return property(get, set_)
-
-
 @cache
 def _psycopg2_classes() -> tuple[Any, Any]:
     import psycopg2.extensions as ext
 
     class Cursor(ext.cursor):
         def execute(self, query: Any, vars: Any = None) -> Any:
-            return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, vars))
+            return reported(self.connection, query, lambda: super(Cursor, self).execute(query, vars))
 
         def executemany(self, query: Any, vars_list: Any) -> Any:
-            return _reported(self.connection, query, lambda: super(Cursor, self).executemany(query, vars_list))
+            return reported(self.connection, query, lambda: super(Cursor, self).executemany(query, vars_list))
 
     class Connection(Guard, ext.connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -93,9 +63,9 @@ def _psycopg2_classes() -> tuple[Any, Any]:
             ext.connection.close(self)
 
         # psycopg2's own versions refuse inside a transaction, or roll it back.
-        autocommit = _guarded_setting(ext.connection.autocommit, "autocommit")
-        readonly = _guarded_setting(ext.connection.readonly, "readonly")
-        deferrable = _guarded_setting(ext.connection.deferrable, "deferrable")
+        autocommit = guarded_setting(ext.connection.autocommit, "autocommit")
+        readonly = guarded_setting(ext.connection.readonly, "readonly")
+        deferrable = guarded_setting(ext.connection.deferrable, "deferrable")
 
         @property
         def isolation_level(self) -> Any:
@@ -133,14 +103,14 @@ def _psycopg_classes() -> tuple[Any, Any]:
     class Cursor(psycopg.Cursor):
         def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
             try:
-                return _reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
+                return reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
             finally:
                 if _SCHEMA_CHANGE(self.statusmessage or ""):
                     conn: Any = self.connection
                     conn._sqltx_schema_changed = True
 
         def executemany(self, query: Any, params_seq: Any, **kwargs: Any) -> Any:
-            return _reported(self.connection, query,
+            return reported(self.connection, query,
                              lambda: super(Cursor, self).executemany(query, params_seq, **kwargs))
 
     class Connection(Guard, base):
@@ -180,10 +150,10 @@ def _psycopg_classes() -> tuple[Any, Any]:
         def _sqltx_real_close(self) -> None:
             base.close(self)
 
-        autocommit = _guarded_setting(base.autocommit, "autocommit")
-        isolation_level = _guarded_setting(base.isolation_level, "isolation_level")
-        read_only = _guarded_setting(base.read_only, "read_only")
-        deferrable = _guarded_setting(base.deferrable, "deferrable")
+        autocommit = guarded_setting(base.autocommit, "autocommit")
+        isolation_level = guarded_setting(base.isolation_level, "isolation_level")
+        read_only = guarded_setting(base.read_only, "read_only")
+        deferrable = guarded_setting(base.deferrable, "deferrable")
 
         def set_autocommit(self, value: bool) -> None:
             self.autocommit = value

@@ -52,7 +52,13 @@ class TestBadInput(OneLineErrorTest):
             f"postgresql://no_such_role:{SECRET}@127.0.0.1:5432/test": ("role \"no_such_role\" does not exist",),
             f"postgres:{SECRET}@:::what": ("environment variable SQLTX_DSN = postgres:***@:::what", "not a database URL"),
             f"postgresql://u:{SECRET}@with@127.0.0.1:1/test": ("cannot connect",),
-            "sqlite://": ("database 'sqlite' is not supported", "Supported: postgresql"),
+            "oracle://u@h/d": ("database 'oracle' is not supported", "Supported: mariadb, mysql, postgresql, sqlite"),
+            f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test": (
+                "cannot connect to mysql+pymysql://root:***@127.0.0.1:1/test", "Can't connect"),
+            f"mysql+mysqldb://root:{SECRET}@127.0.0.1:1/test": ("cannot connect to mysql+mysqldb://root:***@",),
+            "mysql+asyncmy://u@h/d": ("driver 'asyncmy' is not supported for MySQL", "mysql+pymysql"),
+            "sqlite:////no/such/directory/x.db": ("cannot connect to sqlite:////no/such/directory/x.db",
+                                                  "unable to open database file"),
             "postgresql+asyncpg://u@h/d": ("driver 'asyncpg' is not supported", "postgresql+psycopg2"),
         }
         for value, fragments in cases.items():

@@ -53,6 +53,13 @@ class TestSettings(unittest.TestCase):
         self.assertEqual(caught.exception.key, "SQLTX_KEEP_SERVER")
         self.assertIn("environment variable SQLTX_KEEP_SERVER = maybe", str(caught.exception))
 
+    def test_create_database(self):
+        self.assertTrue(settings().create_database)
+        self.assertFalse(settings(create_database="false").create_database)
+        with self.assertRaises(ConfigError) as caught:
+            settings(create_database="sometimes")
+        self.assertIn("[sqltx] create-database = sometimes: not a yes/no value", str(caught.exception))
+
     def test_repr_masks_password(self):
         s = settings(dsn="postgresql://u:topsecret@h/d")
         self.assertNotIn("topsecret", repr(s))

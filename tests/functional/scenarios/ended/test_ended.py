@@ -32,14 +32,27 @@ class TestEnded(DatabaseTest, unittest.TestCase):
 
     def test_5_commit_through_foreign_cursor(self):
         raw = self.engine.raw_connection().dbapi_connection
-        if type(raw).__module__.startswith("nose2_sqltx") and hasattr(raw, "set_session"):
+        driver = self.engine.dialect.driver
+        if driver == "psycopg2":
             import psycopg2.extras
 
             cur = raw.cursor(cursor_factory=psycopg2.extras.DictCursor)
-        else:
+        elif driver == "psycopg":
             import psycopg
 
             cur = psycopg.ClientCursor(raw)
+        elif driver == "pysqlite":
+            import sqlite3
+
+            cur = sqlite3.Cursor(raw)
+        elif driver == "pymysql":
+            import pymysql.cursors
+
+            cur = pymysql.cursors.DictCursor(raw)
+        else:
+            import MySQLdb.cursors
+
+            cur = MySQLdb.cursors.DictCursor(raw)
         cur.execute("COMMIT")
 
     def test_6_after_foreign_cursor(self):

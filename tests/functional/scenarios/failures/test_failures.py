@@ -19,7 +19,7 @@ class TestFailures(DatabaseTest, unittest.TestCase):
     def test_2_database_error_left_unhandled(self):
         self.session.add(Item(name="errored"))
         self.session.flush()
-        self.connection.execute(text("SELECT 1/0"))
+        self.connection.execute(text("SELECT * FROM sqltx_no_such_table"))
 
     def test_3_exception_after_uncommitted_write(self):
         self.session.add(Item(name="raised"))

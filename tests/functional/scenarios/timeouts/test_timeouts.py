@@ -1,4 +1,3 @@
-import os
 import unittest
 
 from sqlalchemy import create_engine, text
@@ -8,16 +7,27 @@ from nose2_sqltx import DatabaseTest
 
 
 class TestTimeouts(DatabaseTest, unittest.TestCase):
-    def test_lock_held_elsewhere(self):
-        other = create_engine(os.environ["SQLTX_DSN"]).connect()
+    def other_connection(self):
+        """A connection outside the test transaction, to the run's own database."""
+        other = create_engine(self.engine.url).connect()
         self.addCleanup(other.engine.dispose)
         self.addCleanup(other.close)
-        other.execute(text("SELECT pg_advisory_lock(424242)"))
-        self.addCleanup(other.execute, text("SELECT pg_advisory_unlock(424242)"))
-        self.connection.execute(text("SELECT pg_advisory_xact_lock(424242)"))
+        return other
+
+    def test_lock_held_elsewhere(self):
+        other = self.other_connection()
+        if self.engine.dialect.name == "postgresql":
+            other.execute(text("SELECT pg_advisory_lock(424242)"))
+            self.addCleanup(other.execute, text("SELECT pg_advisory_unlock(424242)"))
+            self.connection.execute(text("SELECT pg_advisory_xact_lock(424242)"))
+        else:  # MySQL/MariaDB: the other transaction's uncommitted row locks its key
+            other.execute(text("INSERT INTO sqltx_item (id, name) VALUES (999, 'other')"))
+            self.addCleanup(other.rollback)
+            self.connection.execute(text("INSERT INTO sqltx_item (id, name) VALUES (999, 'mine')"))
 
     def test_slow_statement(self):
-        self.connection.execute(text("SELECT pg_sleep(5)"))
+        sleep = {"postgresql": "SELECT pg_sleep(5)"}.get(self.engine.dialect.name, "SELECT SLEEP(5)")
+        self.connection.execute(text(sleep))
 
     def test_still_usable(self):
         self.assertEqual(references(self.connection), 2)

@@ -1,0 +1,391 @@
+"""MySQL and MariaDB: DDL commits implicitly, so the schema lives in a database of the run's own.
+
+A ``CREATE TABLE`` inside the run's transaction would commit it (and every
+row written before it) and destroy its savepoints. So, on these servers:
+
+* the run makes a fresh database, ``sqltx_run_<connection id>``, with the
+  character set and collation of the DSN's database (:meth:`MySQL.prepare`);
+  the schema is created there, committed, before the run's transaction;
+* each test's data is isolated with savepoints exactly as on PostgreSQL;
+* the database is dropped when the run ends (:meth:`MySQL.release`). A run
+  that was killed leaves it behind; the next run on the same server drops it
+  once the connection that made it is gone. A view ``sqltx_run`` in each such
+  database records that connection: a database without it is never dropped.
+* a statement that would commit implicitly (DDL, ``BEGIN``, ``SET
+  autocommit``, ``LOCK TABLES``, ...) is refused before it runs, with
+  :class:`~nose2_sqltx.errors.ImplicitCommitError`.
+
+With ``create-database = false`` the DSN's own database is used instead: the
+schema's tables are created there (the run refuses to start if any of them
+exists already) and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from ..errors import ImplicitCommitError, SetupError
+from ..guard import IDLE, INTRANS, Guard, _short, reported
+from .base import Backend, register, remember_isolation_level
+
+__unittest = True
+
+#: name prefix of the databases runs make; the rest is the owner's connection id
+DATABASE_PREFIX = "sqltx_run_"
+#: the view in each run database that names the connection which made it
+OWNER_VIEW = "sqltx_run"
+
+_SERVER_STATUS_IN_TRANS = 1
+_LOCK_WAIT_TIMEOUT = 1205
+_STATEMENT_TIMEOUTS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
+
+# Leading whitespace and comments, then the statement's first words.
+_HEAD = re.compile(r"(?:\s+|/\*.*?\*/|(?:--|#)[^\n]*(?:\n|$))*", re.S)
+_TRANSACTION = re.compile(r"(?:BEGIN|START\s+TRANSACTION|XA\s)|SET\s+(?:SESSION\s+|@@(?:SESSION\.)?)?AUTOCOMMIT\b", re.I)
+_ENDS = re.compile(r"(?:COMMIT|ROLLBACK)\b(?!\s+(?:WORK\s+)?TO\b)", re.I)
+_TEMPORARY = re.compile(r"(?:CREATE|DROP)\s+(?:OR\s+REPLACE\s+)?TEMPORARY\b", re.I)
+_DDL = re.compile(
+    r"(?:ALTER|CREATE|DROP|RENAME|TRUNCATE|GRANT|REVOKE|LOCK\s+TABLES?|UNLOCK\s+TABLES?|ANALYZE|"
+    r"OPTIMIZE|REPAIR|CHECK\s+TABLE|FLUSH|RESET|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
+    re.I,
+)
+_FIX_DDL = (
+    "Declare the table in the metadata named under [sqltx] (the schema is created once, before "
+    "the tests), use CREATE TEMPORARY TABLE, or run this test against PostgreSQL or SQLite, "
+    "where DDL is transactional"
+)
+_FIX_TRANSACTION = (
+    "Use SQLAlchemy's begin()/commit() or execution_options(isolation_level=\"AUTOCOMMIT\"), which "
+    "nose2-sqltx maps onto savepoints, instead of transaction control as SQL"
+)
+
+
+def implicit_commit_fix(statement: object) -> str | None:
+    """What to do instead, if ``statement`` would commit implicitly on MySQL/MariaDB."""
+    if isinstance(statement, bytes):
+        statement = statement.decode("utf-8", "replace")
+    sql = str(statement)
+    head = sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
+    if _TRANSACTION.match(head):
+        return _FIX_TRANSACTION
+    if _DDL.match(head) and not _TEMPORARY.match(head):
+        return _FIX_DDL
+    return None
+
+
+def ends_transaction(statement: object) -> bool:
+    """Whether ``statement`` is a plain COMMIT or ROLLBACK (not ROLLBACK TO a savepoint)."""
+    if isinstance(statement, bytes):
+        statement = statement.decode("utf-8", "replace")
+    sql = str(statement)
+    head = sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
+    return bool(_ENDS.match(head))
+
+
+def _adapter(module: str) -> tuple[Any, Any]:
+    """Guarded connection and cursor classes for PyMySQL or mysqlclient, whose
+    connection APIs are alike (``autocommit()`` and ``begin()`` are methods)."""
+    base: Any = importlib.import_module(f"{module}.connections").Connection
+    base_cursor: Any = importlib.import_module(f"{module}.cursors").Cursor
+    status_known = module == "pymysql"
+
+    class Cursor(base_cursor):
+        def execute(self, query: Any, args: Any = None) -> Any:
+            return reported(self.connection, query, lambda: super(Cursor, self).execute(query, args))
+
+        def executemany(self, query: Any, args: Any) -> Any:
+            return reported(self.connection, query, lambda: super(Cursor, self).executemany(query, args))
+
+    class MySQLConnection(Guard, base):
+        _sqltx_server = "MySQL"
+
+        def cursor(self, *args: Any, **kwargs: Any) -> Any:
+            self._sqltx_dirty = True  # a cursor of another class bypasses ours
+            if not args and not kwargs:
+                return super().cursor(Cursor)
+            return super().cursor(*args, **kwargs)
+
+        def _sqltx_exec(self, sql: str) -> None:
+            cur = base_cursor(self)  # plain: not reported to the guard
+            try:
+                cur.execute(sql)
+            finally:
+                cur.close()
+
+        def _sqltx_script(self, *statements: str) -> None:
+            for sql in statements:  # no multi-statement queries unless the client asks
+                self._sqltx_exec(sql)
+
+        _sqltx_ending = False  # mysqlclient: the statement running is a COMMIT or ROLLBACK
+
+        def _sqltx_precheck(self, statement: object) -> None:
+            fix = implicit_commit_fix(statement)
+            if fix is not None:
+                raise ImplicitCommitError(_short(statement), self._sqltx_server, fix)
+            if not status_known:
+                self._sqltx_ending = ends_transaction(statement)
+
+        def _sqltx_status(self) -> int:
+            # PyMySQL keeps the server's status flags of the last OK packet.
+            # mysqlclient does not expose them, so there a COMMIT or ROLLBACK
+            # is known by its text; one the guard cannot see (a stored
+            # procedure, a foreign cursor) is found when the scope ends, as
+            # its savepoint is gone.
+            if not status_known:
+                ending, self._sqltx_ending = self._sqltx_ending, False
+                return IDLE if ending else INTRANS
+            return INTRANS if (self.server_status or 0) & _SERVER_STATUS_IN_TRANS else IDLE
+
+        def _sqltx_real_commit(self) -> None:
+            base.commit(self)
+
+        def _sqltx_real_rollback(self) -> None:
+            base.rollback(self)
+
+        def _sqltx_real_close(self) -> None:
+            if self.open:  # both drivers raise on a second close; psycopg does not
+                base.close(self)
+
+        def autocommit(self, value: Any) -> None:
+            if self._sqltx_armed:
+                self._sqltx_set("autocommit", bool(value))
+                return None
+            return base.autocommit(self, value)
+
+        def get_autocommit(self) -> bool:
+            if self._sqltx_armed:
+                return bool(self._sqltx_get("autocommit", False))
+            return bool(base.get_autocommit(self))
+
+        def begin(self) -> None:
+            # The run's transaction is always open; a real BEGIN would commit it.
+            if not self._sqltx_armed:
+                base.begin(self)
+
+    return MySQLConnection, Cursor
+
+
+@cache
+def _classes(driver: str) -> tuple[Any, Any]:
+    return _adapter("pymysql" if driver == "pymysql" else "MySQLdb")
+
+
+@register("mysql")
+class MySQL(Backend):
+    """MySQL or MariaDB through PyMySQL (``mysql+pymysql://``) or mysqlclient
+    (``mysql://``, ``mysql+mysqldb://``)."""
+
+    display_name = "MySQL"
+    drivers = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+    transactional_ddl = False
+    worker_namespace = "a database of its own, dropped at the end"
+
+    def __init__(self, url: URL, key: str = "dsn", **options: Any) -> None:
+        super().__init__(url, key, **options)
+        self.database: str | None = None  # the run's own, once made
+        self._admin_engine: Engine | None = None
+        self._admin: Connection | None = None
+        self.mariadb = url.get_backend_name() == "mariadb"
+
+    @property
+    def cleanup_note(self) -> str:
+        if self.create_database:
+            return "all rolled back, the run's own database dropped"
+        return "all rolled back, the tables it created dropped"
+
+    @property
+    def owns_database(self) -> bool:
+        return self.database is not None
+
+    # -- the run's own database ----------------------------------------------
+    def prepare(self) -> URL:
+        if not self.create_database:
+            return self.url
+        # A plain (unguarded) connection that lives as long as the run: its id
+        # names the database, and it is what tells later runs this one is alive.
+        self._admin_engine = create_engine(self.url, poolclass=NullPool)
+        admin = self._admin = self._admin_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        me, user, charset, collation = admin.execute(text(
+            "SELECT CONNECTION_ID(), CURRENT_USER(), "
+            "(SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = DATABASE()), "
+            "(SELECT default_collation_name FROM information_schema.schemata WHERE schema_name = DATABASE())"
+        )).one()
+        self.reap(admin, me, user)
+        name = f"{DATABASE_PREFIX}{int(me)}"
+        options = f" CHARACTER SET {charset} COLLATE {collation}" if charset and collation else ""
+        try:
+            admin.exec_driver_sql(f"CREATE DATABASE `{name}`{options}")
+        except DBAPIError as exc:
+            raise SetupError(
+                "creating the run's own database",
+                f"{_first_line(exc)}. On {self.display_name} DDL cannot be rolled back, so each run makes a "
+                f"database named {DATABASE_PREFIX}<n> and drops it at the end: grant this user CREATE and "
+                "DROP on them, or set create-database = false under [sqltx] to use the DSN's database",
+            ) from exc
+        self.database = name
+        admin.exec_driver_sql(
+            f"CREATE VIEW `{name}`.`{OWNER_VIEW}` AS SELECT {int(me)} AS owner_connection, "
+            f"{_quote(user)} AS owner_user, {_quote(self.url.database or '')} AS dsn_database"
+        )
+        return self.url.set(database=name)
+
+    def release(self) -> None:
+        try:
+            if self.database is not None and self._admin is not None:
+                self._drop(self._admin, self.database)
+        finally:
+            self.database = None
+            if self._admin is not None:
+                self._admin.close()
+                self._admin = None
+            if self._admin_engine is not None:
+                self._admin_engine.dispose()
+                self._admin_engine = None
+
+    @staticmethod
+    def _drop(admin: Connection, name: str) -> None:
+        admin.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+    @classmethod
+    def reap(cls, admin: Connection, me: int, user: str) -> list[str]:
+        """Drop the databases of runs that are gone; return their names.
+
+        Only databases with the owner view, made by this same user (whose
+        connections the process list always shows), whose connection is no
+        longer there. A database that names this very connection is left from
+        before a server restart (ids start again at 1).
+        """
+        alive = set(admin.execute(text("SELECT id FROM information_schema.processlist")).scalars())
+        candidates = admin.execute(text(
+            "SELECT table_schema FROM information_schema.views "
+            "WHERE table_name = :view AND table_schema LIKE :pattern"
+        ), {"view": OWNER_VIEW, "pattern": DATABASE_PREFIX.replace("_", "\\_") + "%"}).scalars().all()
+        dropped = []
+        for name in candidates:
+            try:
+                owner, owner_user = admin.execute(
+                    text(f"SELECT owner_connection, owner_user FROM `{name}`.`{OWNER_VIEW}`")
+                ).one()
+            except DBAPIError:
+                continue  # not readable, so not ours to judge
+            if owner_user != user or (owner in alive and owner != me):
+                continue
+            cls._drop(admin, name)
+            dropped.append(name)
+        return dropped
+
+    # -- the run's connection ------------------------------------------------
+    def install(self, engine: Engine) -> None:
+        connection_cls, cursor_cls = _classes(self.driver)
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+            cparams["cursorclass"] = cursor_cls
+            return connection_cls(*cargs, **cparams)
+
+        @event.listens_for(engine, "first_connect")
+        def _server(dbapi_connection: Any, rec: Any) -> None:
+            # Which server decides the timeout settings and the error texts.
+            self.mariadb = "mariadb" in str(dbapi_connection.get_server_info()).lower()
+            dbapi_connection._sqltx_server = "MariaDB" if self.mariadb else "MySQL"
+
+        remember_isolation_level(engine)
+
+    def check_tables(self, tables: list[Any]) -> None:
+        named = sorted(t.fullname for t in tables if t.schema)
+        if named:
+            raise SetupError(
+                "creating the schema (metadata)",
+                f"tables in named schemas ({', '.join(named)}) would be created, committed, in databases "
+                f"other than the run's own; on {self.display_name} only tables without a schema can be isolated",
+            )
+
+    def begin_sql(self) -> list[str]:
+        # Explicit, so that the server's "in transaction" flag is set from the
+        # start and a commit behind the guard's back shows.
+        return ["START TRANSACTION"]
+
+    def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
+        statements = []
+        if lock_timeout_ms:
+            seconds = max(1, -(-lock_timeout_ms // 1000))  # whole seconds, rounded up
+            # Row locks (InnoDB) and metadata locks (another run's DDL).
+            statements += [f"SET SESSION innodb_lock_wait_timeout = {seconds}",
+                           f"SET SESSION lock_wait_timeout = {seconds}"]
+        if self.mariadb:
+            statements.append(f"SET SESSION max_statement_time = {statement_timeout_ms / 1000:.3f}")
+        else:  # MySQL's limit applies to SELECT only
+            statements.append(f"SET SESSION max_execution_time = {int(statement_timeout_ms)}")
+        return statements
+
+    def private_namespace_sql(self, name: str) -> list[str]:
+        if self.create_database:
+            return []  # every worker makes a database of its own
+        raise SetupError(
+            "running the tests in parallel (nose2 -N)",
+            f"parallel runs on {self.display_name} need a database per worker: remove "
+            "create-database = false from [sqltx], or run without -N",
+        )
+
+    def server_version(self, dbapi_connection: Any) -> str:
+        info = str(dbapi_connection.get_server_info())
+        match = re.search(r"(\d+\.\d+\.\d+)-MariaDB", info)
+        if match:
+            return f"MariaDB {match.group(1)}"
+        return f"MySQL {info.split('-')[0]}"
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return _error_code(exc) == _LOCK_WAIT_TIMEOUT
+
+    def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
+        code = _error_code(exc)
+        if code == _LOCK_WAIT_TIMEOUT:
+            return (
+                f"nose2-sqltx: this statement waited longer than lock-timeout ({lock_timeout_ms} ms, "
+                "rounded up to whole seconds) for a lock held by another connection. Work done outside "
+                "the test transaction (a second engine, a thread with its own connection) cannot see or "
+                "release the test's locks; route it through the test's engine, or raise lock-timeout under [sqltx]"
+            )
+        if code in _STATEMENT_TIMEOUTS:
+            return (
+                f"nose2-sqltx: this statement ran longer than statement-timeout ({statement_timeout_ms} ms); "
+                "raise statement-timeout under [sqltx] if that is expected (0 turns it off)"
+            )
+        return None
+
+
+@register("mariadb")
+class MariaDB(MySQL):
+    """MariaDB named as such in the URL (``mariadb+pymysql://``)."""
+
+    display_name = "MariaDB"
+
+
+def _quote(value: str) -> str:
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _first_line(exc: BaseException) -> str:
+    text_ = str(getattr(exc, "orig", None) or exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
+
+
+def _error_code(exc: BaseException) -> int | None:
+    """The server's error number in ``exc``'s chain (SQLAlchemy wrappers, causes)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        args = getattr(cause, "args", ())
+        if type(cause).__module__.split(".")[0] in ("pymysql", "MySQLdb") and args and isinstance(args[0], int):
+            return int(args[0])
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return None

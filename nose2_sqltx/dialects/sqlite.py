@@ -1,0 +1,224 @@
+"""SQLite: transactional DDL, so the whole run is one rolled-back transaction.
+
+Python's sqlite3 driver, in its default (legacy) transaction mode, begins
+transactions itself and commits before some statements; savepoints then do
+not nest inside the run's transaction, and DDL or data from released
+savepoints escapes the final rollback. The guarded connection therefore has
+the driver's transaction handling off (``isolation_level=None``, SQLAlchemy's
+documented workaround) and the run's ``BEGIN`` is emitted here.
+
+``sqlite://`` (in memory) works because the run has exactly one connection
+for its whole length; a file database works too, and a file the run had to
+create is removed again at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import URL
+
+from ..errors import SetupError
+from ..guard import IDLE, INTRANS, Guard, reported
+from .base import Backend, register, remember_isolation_level
+
+__unittest = True
+
+
+def split_script(script: str) -> list[str]:
+    """The statements of an SQL script, as SQLite itself would find them."""
+    import sqlite3
+
+    statements, buffer = [], ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        statements.append(buffer.strip())
+    return statements
+
+
+@cache
+def _sqlite_classes() -> tuple[Any, Any]:
+    import sqlite3
+
+    class Cursor(sqlite3.Cursor):
+        def execute(self, sql: Any, parameters: Any = ()) -> Any:
+            return reported(self.connection, sql, lambda: super(Cursor, self).execute(sql, parameters))
+
+        def executemany(self, sql: Any, seq_of_parameters: Any) -> Any:
+            return reported(self.connection, sql,
+                            lambda: super(Cursor, self).executemany(sql, seq_of_parameters))
+
+        def executescript(self, sql_script: Any) -> Any:
+            # sqlite3 commits before running a script (Python < 3.12 always):
+            # run its statements one by one inside the test transaction instead.
+            if not getattr(self.connection, "_sqltx_armed", False):
+                return super().executescript(sql_script)
+            for statement in split_script(sql_script):
+                self.execute(statement)
+            return self
+
+    # The driver's own descriptors, which the properties below wrap.
+    real_isolation_level: Any = sqlite3.Connection.__dict__["isolation_level"]
+    real_autocommit: Any = sqlite3.Connection.__dict__.get("autocommit")  # Python 3.12+
+
+    class Connection(Guard, sqlite3.Connection):
+        def cursor(self, factory: Any = None) -> Any:
+            self._sqltx_dirty = True  # a cursor of another class bypasses ours
+            return super().cursor(factory or Cursor)
+
+        # The C versions of these bypass the Python cursor methods above.
+        def execute(self, sql: Any, parameters: Any = ()) -> Any:
+            return self.cursor().execute(sql, parameters)
+
+        def executemany(self, sql: Any, seq_of_parameters: Any) -> Any:
+            return self.cursor().executemany(sql, seq_of_parameters)
+
+        def executescript(self, sql_script: Any) -> Any:
+            return self.cursor().executescript(sql_script)
+
+        def _sqltx_exec(self, sql: str) -> None:
+            cur = sqlite3.Cursor(self)  # plain: not reported to the guard
+            try:
+                cur.execute(sql)
+            finally:
+                cur.close()
+
+        def _sqltx_script(self, *statements: str) -> None:
+            for sql in statements:  # sqlite3 runs one statement per call
+                self._sqltx_exec(sql)
+
+        def _sqltx_status(self) -> int:
+            # SQLite has no "failed transaction" state: a failed statement is
+            # undone on its own, and the few errors that roll back the whole
+            # transaction leave it idle, which the guard reports.
+            return INTRANS if self.in_transaction else IDLE
+
+        def _sqltx_real_commit(self) -> None:
+            sqlite3.Connection.commit(self)
+
+        def _sqltx_real_rollback(self) -> None:
+            sqlite3.Connection.rollback(self)
+
+        def _sqltx_real_close(self) -> None:
+            sqlite3.Connection.close(self)
+
+        # Setting either of these commits an open transaction (sqlite3 does it
+        # in C): while armed, remember the value and emulate its autocommit.
+        @property
+        def isolation_level(self) -> Any:
+            real = real_isolation_level.__get__(self)
+            return self._sqltx_get("isolation_level", real) if self._sqltx_armed else real
+
+        @isolation_level.setter
+        def isolation_level(self, value: Any) -> None:
+            if self._sqltx_armed:
+                self._sqltx_set("isolation_level", value)
+                self._sqltx_set("autocommit", value is None)
+            else:
+                real_isolation_level.__set__(self, value)
+
+        if real_autocommit is not None:
+            @property
+            def autocommit(self) -> Any:
+                real = real_autocommit.__get__(self)
+                return self._sqltx_get("autocommit_attr", real) if self._sqltx_armed else real
+
+            @autocommit.setter
+            def autocommit(self, value: Any) -> None:
+                if self._sqltx_armed:
+                    self._sqltx_set("autocommit_attr", value)
+                    self._sqltx_set("autocommit", value is True)
+                else:
+                    real_autocommit.__set__(self, value)
+
+    return Connection, Cursor
+
+
+@register("sqlite")
+class SQLite(Backend):
+    """SQLite through the standard library's sqlite3 (``sqlite://`` in memory,
+    ``sqlite:///path/to/file.db``)."""
+
+    display_name = "SQLite"
+    drivers = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
+    worker_namespace = "an in-memory database of its own"
+
+    def __init__(self, url: URL, key: str = "dsn", **options: Any) -> None:
+        super().__init__(url, key, **options)
+        name = url.database or ""
+        self.in_memory = name in ("", ":memory:") or "mode=memory" in str(url.query)
+        self.path = None if self.in_memory else os.path.abspath(name)
+        self._made_file = False
+
+    def prepare(self) -> URL:
+        if self.path is not None:
+            self._made_file = not os.path.exists(self.path)
+        return self.url
+
+    def release(self) -> None:
+        # A file SQLite made for this run only holds nothing but the run's
+        # (rolled back) work: leave the directory as the run found it.
+        if self._made_file and self.path is not None:
+            self._made_file = False
+            for path in (self.path, self.path + "-journal", self.path + "-wal", self.path + "-shm"):
+                try:
+                    os.remove(path)
+                except FileNotFoundError:
+                    pass
+
+    def install(self, engine: Engine) -> None:
+        connection_cls, _ = _sqlite_classes()
+
+        @event.listens_for(engine, "do_connect")
+        def _connect(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+            cparams["factory"] = connection_cls
+            cparams["isolation_level"] = None  # the driver's own BEGIN/COMMIT off
+            # One connection for the whole run, also used by threads the test
+            # starts (an app server in a thread): sqlite3 serializes the calls.
+            cparams["check_same_thread"] = False
+
+        remember_isolation_level(engine)
+
+    def begin_sql(self) -> list[str]:
+        return ["BEGIN"]
+
+    def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
+        # How long to wait for another connection's lock on a file database.
+        # statement-timeout has no SQLite counterpart that keeps the
+        # transaction: interrupting a write rolls the whole transaction back.
+        return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
+
+    def private_namespace_sql(self, name: str) -> list[str]:
+        if self.in_memory:
+            return []  # every worker process has its own in-memory database
+        raise SetupError(
+            "running the tests in parallel (nose2 -N)",
+            "parallel runs on a SQLite file would all write to one file and wait for each other's "
+            "lock: use sqlite:// (in memory, one database per worker) or run without -N",
+        )
+
+    def server_version(self, dbapi_connection: Any) -> str:
+        import sqlite3
+
+        return f"SQLite {sqlite3.sqlite_version}"
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        return "database is locked" in str(getattr(exc, "orig", None) or exc)
+
+    def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
+        if self.is_lock_timeout(exc):
+            return (
+                f"nose2-sqltx: SQLite waited longer than lock-timeout ({lock_timeout_ms} ms) for another "
+                "connection's lock on the database file. The test transaction holds the file's write "
+                "lock for the whole run: route other work through the test's engine, or raise "
+                "lock-timeout under [sqltx]"
+            )
+        return None
