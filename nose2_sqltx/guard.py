@@ -250,9 +250,11 @@ def reported(conn: Any, query: Any, run: Any) -> Any:
         conn._sqltx_after(query, ok)
 
 
-def guarded_setting(real: Any, name: str) -> property:
+def guarded_setting(real: Any, name: str, autocommit: Any = None) -> property:
     """A connection setting that, while armed, is remembered instead of applied:
-    both drivers refuse to change it inside a transaction (or roll back)."""
+    drivers refuse to change it inside a transaction, roll back or commit.
+    ``autocommit(value)``, if given, says whether the value switches the
+    driver to autocommit, which the guard then emulates."""
 
     def get(self: Any) -> Any:
         if self._sqltx_armed:
@@ -262,6 +264,8 @@ def guarded_setting(real: Any, name: str) -> property:
     def set_(self: Any, value: Any) -> None:
         if self._sqltx_armed:
             self._sqltx_set(name, value)
+            if autocommit is not None:
+                self._sqltx_set("autocommit", autocommit(value))
         else:
             real.__set__(self, value)
 

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
 from ..errors import SetupError
-from ..guard import IDLE, INTRANS, Guard, reported
+from ..guard import IDLE, INTRANS, Guard, guarded_setting, reported
 from .base import Backend, register, remember_isolation_level
 
 __unittest = True
@@ -112,32 +112,9 @@ def _sqlite_classes() -> tuple[Any, Any]:
 
         # Setting either of these commits an open transaction (sqlite3 does it
         # in C): while armed, remember the value and emulate its autocommit.
-        @property
-        def isolation_level(self) -> Any:
-            real = real_isolation_level.__get__(self)
-            return self._sqltx_get("isolation_level", real) if self._sqltx_armed else real
-
-        @isolation_level.setter
-        def isolation_level(self, value: Any) -> None:
-            if self._sqltx_armed:
-                self._sqltx_set("isolation_level", value)
-                self._sqltx_set("autocommit", value is None)
-            else:
-                real_isolation_level.__set__(self, value)
-
-        if real_autocommit is not None:
-            @property
-            def autocommit(self) -> Any:
-                real = real_autocommit.__get__(self)
-                return self._sqltx_get("autocommit_attr", real) if self._sqltx_armed else real
-
-            @autocommit.setter
-            def autocommit(self, value: Any) -> None:
-                if self._sqltx_armed:
-                    self._sqltx_set("autocommit_attr", value)
-                    self._sqltx_set("autocommit", value is True)
-                else:
-                    real_autocommit.__set__(self, value)
+        isolation_level = guarded_setting(real_isolation_level, "isolation_level", lambda value: value is None)
+        if real_autocommit is not None:  # Python 3.12+
+            autocommit = guarded_setting(real_autocommit, "autocommit_attr", lambda value: value is True)
 
     return Connection, Cursor
 
