@@ -56,8 +56,10 @@ class Guard:
 
     A driver adapter provides ``_sqltx_exec`` (run SQL bypassing the guard),
     ``_sqltx_status`` and the ``_sqltx_real_*`` methods; one whose driver
-    cannot send several statements at once overrides ``_sqltx_script``.
+    cannot send several statements at once sets ``_sqltx_one_statement_per_call``.
     """
+
+    _sqltx_one_statement_per_call: bool = False
 
     _sqltx_armed: bool = False
     _sqltx_quiet: bool = False  # the owner is about to roll back anyway
@@ -75,7 +77,11 @@ class Guard:
 
     def _sqltx_script(self, *statements: str) -> None:
         """Run ``statements`` in order: one round trip where the driver allows it."""
-        self._sqltx_exec("; ".join(statements))
+        if self._sqltx_one_statement_per_call:
+            for sql in statements:
+                self._sqltx_exec(sql)
+        else:
+            self._sqltx_exec("; ".join(statements))
 
     def _sqltx_precheck(self, statement: object) -> None:
         """Raise, before it runs, for a statement the backend cannot isolate."""

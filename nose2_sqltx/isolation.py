@@ -41,6 +41,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 
 from .config import mask_url
 from .dialects import Backend, backend_for
+from .dialects.base import first_line
 from .errors import ConfigError, DatabaseUnavailableError, NotActiveError, SetupError, TransactionEndedError
 from .guard import Guard
 
@@ -268,7 +269,7 @@ class IsolatedDatabase:
                 conn.commit()
             except Exception as exc:
                 name = getattr(fixture, "__qualname__", repr(fixture))
-                raise SetupError(f"fixture {name}", f"{type(exc).__name__}: {_first_line(exc)}{_where(exc)}") from exc
+                raise SetupError(f"fixture {name}", f"{type(exc).__name__}: {first_line(exc)}{_where(exc)}") from exc
         self.timings["fixtures"] = time.perf_counter() - started
 
     def _create_schema(self, conn: Connection, *, committed: bool) -> None:
@@ -292,7 +293,7 @@ class IsolatedDatabase:
                 metadata.create_all(conn)
             conn.commit()
         except SQLAlchemyError as exc:
-            reason = _first_line(exc)
+            reason = first_line(exc)
             if self.backend.is_lock_timeout(exc):
                 reason += (
                     " (another connection holds locks on these tables: most likely another test run "
@@ -520,7 +521,7 @@ def _connect_errors(url: URL, backend: Backend) -> Iterator[None]:
 
 def _scrub(url: URL, exc: BaseException) -> str:
     """The first line of a driver's error, without the password in it."""
-    text = _first_line(exc)
+    text = first_line(exc)
     secrets = [str(url.password or "")]
     if url.host and "@" in url.host:  # an unencoded @ in the password
         secrets.append(url.host.rsplit("@", 1)[0])
@@ -546,7 +547,3 @@ def _where(exc: BaseException) -> str:
     frame = frames[-1]
     return f" (at {os.path.relpath(frame.filename)}:{frame.lineno})"
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -71,7 +71,7 @@ def target_dsn(target: str, directory: str | None = None) -> str:
     raise ValueError(f"unknown target {target!r}")
 
 
-def _mysql_connect() -> Any:
+def mysql_connect() -> Any:
     import pymysql
 
     url = make_url(mysql_dsn())
@@ -97,7 +97,7 @@ def require_database() -> None:
     import pymysql
 
     try:
-        _mysql_connect().close()
+        mysql_connect().close()
     except pymysql.Error as exc:
         raise RuntimeError(
             f"the MySQL/MariaDB test database is unreachable ({exc}); "
@@ -116,7 +116,7 @@ class Snapshot:
 
 
 def mysql_snapshot() -> tuple[tuple[str, ...], tuple[str, ...], int]:
-    conn = _mysql_connect()
+    conn = mysql_connect()
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT schema_name FROM information_schema.schemata ORDER BY 1")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
 from sqlalchemy import Engine
@@ -48,7 +48,6 @@ class Backend:
 
     def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url
-        self.key = key
         self.create_database = create_database
         driver = url.get_driver_name()
         if driver not in self.drivers:
@@ -116,6 +115,22 @@ class Backend:
     def explain(self, exc: BaseException, *, lock_timeout_ms: int, statement_timeout_ms: int) -> str | None:
         """A sentence to add to a test's error caused by ``exc``, if it helps."""
         return None
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's ``.orig``, else ``__cause__``."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        yield cause
+        cause = getattr(cause, "orig", None) or cause.__cause__
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a (driver's) error message, for one-line reports."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def remember_isolation_level(engine: Engine) -> None:

@@ -34,7 +34,7 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import ImplicitCommitError, SetupError
 from ..guard import IDLE, INTRANS, Guard, _short, reported
-from .base import Backend, register, remember_isolation_level
+from .base import Backend, exception_chain, first_line, register, remember_isolation_level
 
 __unittest = True
 
@@ -68,12 +68,17 @@ _FIX_TRANSACTION = (
 )
 
 
-def implicit_commit_fix(statement: object) -> str | None:
-    """What to do instead, if ``statement`` would commit implicitly on MySQL/MariaDB."""
+def _head(statement: object) -> str:
+    """``statement`` as text from its first word on (leading comments skipped)."""
     if isinstance(statement, bytes):
         statement = statement.decode("utf-8", "replace")
     sql = str(statement)
-    head = sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
+    return sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
+
+
+def implicit_commit_fix(statement: object) -> str | None:
+    """What to do instead, if ``statement`` would commit implicitly on MySQL/MariaDB."""
+    head = _head(statement)
     if _TRANSACTION.match(head):
         return _FIX_TRANSACTION
     if _DDL.match(head) and not _TEMPORARY.match(head):
@@ -83,11 +88,7 @@ def implicit_commit_fix(statement: object) -> str | None:
 
 def ends_transaction(statement: object) -> bool:
     """Whether ``statement`` is a plain COMMIT or ROLLBACK (not ROLLBACK TO a savepoint)."""
-    if isinstance(statement, bytes):
-        statement = statement.decode("utf-8", "replace")
-    sql = str(statement)
-    head = sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
-    return bool(_ENDS.match(head))
+    return bool(_ENDS.match(_head(statement)))
 
 
 def _adapter(module: str) -> tuple[Any, Any]:
@@ -120,9 +121,7 @@ def _adapter(module: str) -> tuple[Any, Any]:
             finally:
                 cur.close()
 
-        def _sqltx_script(self, *statements: str) -> None:
-            for sql in statements:  # no multi-statement queries unless the client asks
-                self._sqltx_exec(sql)
+        _sqltx_one_statement_per_call = True  # no multi-statement queries unless the client asks
 
         _sqltx_ending = False  # mysqlclient: the statement running is a COMMIT or ROLLBACK
 
@@ -226,7 +225,7 @@ class MySQL(Backend):
         except DBAPIError as exc:
             raise SetupError(
                 "creating the run's own database",
-                f"{_first_line(exc)}. On {self.display_name} DDL cannot be rolled back, so each run makes a "
+                f"{first_line(exc)}. On {self.display_name} DDL cannot be rolled back, so each run makes a "
                 f"database named {DATABASE_PREFIX}<n> and drops it at the end: grant this user CREATE and "
                 "DROP on them, or set create-database = false under [sqltx] to use the DSN's database",
             ) from exc
@@ -373,19 +372,10 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def _first_line(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    return text_.splitlines()[0] if text_ else type(exc).__name__
-
-
 def _error_code(exc: BaseException) -> int | None:
     """The server's error number in ``exc``'s chain (SQLAlchemy wrappers, causes)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in exception_chain(exc):
         args = getattr(cause, "args", ())
         if type(cause).__module__.split(".")[0] in ("pymysql", "MySQLdb") and args and isinstance(args[0], int):
             return int(args[0])
-        cause = getattr(cause, "orig", None) or cause.__cause__
     return None

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from ..guard import IDLE, Guard, guarded_setting, reported
-from .base import Backend, register
+from .base import Backend, exception_chain, register
 
 __unittest = True
 
@@ -237,12 +237,8 @@ class PostgreSQL(Backend):
 
 def _sqlstate(exc: BaseException) -> tuple[str | None, BaseException | None]:
     """The first SQLSTATE in ``exc``'s chain (SQLAlchemy wrappers, causes), with its exception."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in exception_chain(exc):
         code = getattr(cause, "pgcode", None) or getattr(cause, "sqlstate", None)
         if code:
             return code, cause
-        cause = getattr(cause, "orig", None) or cause.__cause__
     return None, None

@@ -91,9 +91,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
             finally:
                 cur.close()
 
-        def _sqltx_script(self, *statements: str) -> None:
-            for sql in statements:  # sqlite3 runs one statement per call
-                self._sqltx_exec(sql)
+        _sqltx_one_statement_per_call = True  # sqlite3 refuses several
 
         def _sqltx_status(self) -> int:
             # SQLite has no "failed transaction" state: a failed statement is

@@ -10,15 +10,13 @@ import unittest
 from sqlalchemy import create_engine, inspect, text
 
 from nose2_sqltx import IsolatedDatabase
-from tests.support import TARGETS, FunctionalTest, mysql_dsn, run_nose2, slow_run, snapshot
+from tests.support import TARGETS, FunctionalTest, mysql_connect, mysql_dsn, run_nose2, slow_run, snapshot
 
 MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
 
 
 def mysql_admin():
-    from tests.support import _mysql_connect
-
-    conn = _mysql_connect()
+    conn = mysql_connect()
     conn.autocommit(True)
     return conn
 
