@@ -5,20 +5,24 @@ nose2_sqltx`` under ``[unittest]``), configure ``[sqltx]`` in unittest.cfg and
 write ``class TestX(DatabaseTest, unittest.TestCase)``. See README.md.
 """
 
+from .apps import unwatched
 from .errors import (
     ConfigError,
+    DatabaseChangedError,
     DatabaseUnavailableError,
     ImplicitCommitError,
+    LeakError,
     NotActiveError,
     ServerBinariesNotFoundError,
     ServerStartError,
     SetupError,
     SqltxError,
     TransactionEndedError,
+    UnsafeDatabaseError,
 )
 from .isolation import IsolatedDatabase, Scope, current
 from .server import TemporaryPostgres
-from .testcase import DatabaseTest
+from .testcase import DatabaseTest, real_commits
 
 __all__ = [
     "DatabaseTest",
@@ -26,6 +30,8 @@ __all__ = [
     "Scope",
     "TemporaryPostgres",
     "current",
+    "real_commits",
+    "unwatched",
     "SqltxError",
     "ConfigError",
     "NotActiveError",
@@ -33,6 +39,9 @@ __all__ = [
     "SetupError",
     "TransactionEndedError",
     "ImplicitCommitError",
+    "LeakError",
+    "DatabaseChangedError",
+    "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",
     "ServerStartError",
 ]

@@ -30,14 +30,19 @@ DSN_ENV = "SQLTX_DSN"
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
+    "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "always-on",
+    "sqltx-main-server",
 )
+#: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
+PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
 #: Keys an environment variable can set; the environment wins over the file.
 ENVIRONMENT = {
     "dsn": DSN_ENV,
     "pg-bindir": "SQLTX_PG_BINDIR",
     "keep-server": "SQLTX_KEEP_SERVER",
     "server-dir": "SQLTX_SERVER_DIR",
+    "allow-database": "SQLTX_ALLOW_DATABASE",
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -127,6 +132,10 @@ class Settings:
     ``server_tcp``        the throwaway server also listens on 127.0.0.1
     ``server_dir``        where the throwaway server's directory goes
     ``create_database``   MySQL/MariaDB: make a database for the run (else: the DSN's)
+    ``engines``           ``module:attribute`` paths of the app's Engines, redirected for the run
+    ``sessions``          paths of the app's sessionmakers, scoped_sessions, Flask-SQLAlchemy ``db``
+    ``alembic``           an alembic.ini whose ``upgrade head`` makes the schema (instead of metadata)
+    ``allow_databases``   database names the production guard lets through anyway
     ====================  =======================================================
     """
 
@@ -140,6 +149,11 @@ class Settings:
     server_tcp: bool = False
     server_dir: str | None = None
     create_database: bool = True
+    engines: tuple[str, ...] = ()
+    sessions: tuple[str, ...] = ()
+    alembic: str | None = None
+    allow_databases: tuple[str, ...] = ()
+    from_main_server: bool = False
     dsn_source: str = field(default="dsn", compare=False)
 
     @classmethod
@@ -153,9 +167,9 @@ class Settings:
         for key, value in options:
             key = key.strip().lower()
             if key not in KEYS:
-                close = difflib.get_close_matches(key, KEYS, n=1)
+                close = difflib.get_close_matches(key, PUBLIC_KEYS, n=1)
                 hint = f"Did you mean {close[0]!r}? " if close else ""
-                raise ConfigError(key, None, "unknown key", f"{hint}Known keys: {', '.join(KEYS)}")
+                raise ConfigError(key, None, "unknown key", f"{hint}Known keys: {', '.join(PUBLIC_KEYS)}")
             values.setdefault(key, []).append(value)
 
         def one(key: str, default: str) -> str:
@@ -173,9 +187,22 @@ class Settings:
         if raw_dsn:
             url = _parse_dsn(raw_dsn, source)
         keep, keep_source = with_env("keep-server", "false")
+        metadata = _parse_paths("metadata", values.get("metadata", []))
+        alembic = one("alembic", "") or None
+        if alembic is not None and metadata:
+            raise ConfigError(
+                "alembic", alembic, "is set together with metadata",
+                "The schema comes from one of them: keep alembic (migrations) or metadata (create_all), not both",
+            )
+        if alembic is not None and not os.path.isfile(alembic):
+            raise ConfigError(
+                "alembic", alembic, "no such file",
+                "Name your alembic.ini, relative to the directory nose2 runs in",
+            )
+        allow_raw, _ = with_env("allow-database")
         return cls(
             url=url,
-            metadata=_parse_paths("metadata", values.get("metadata", [])),
+            metadata=metadata,
             fixtures=_parse_paths("fixtures", values.get("fixtures", [])),
             lock_timeout_ms=_parse_duration("lock-timeout", one("lock-timeout", _DEFAULT_LOCK_TIMEOUT)),
             statement_timeout_ms=_parse_duration("statement-timeout", one("statement-timeout", _DEFAULT_STATEMENT_TIMEOUT)),
@@ -184,6 +211,12 @@ class Settings:
             server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
             server_dir=with_env("server-dir")[0] or None,
             create_database=_parse_bool("create-database", one("create-database", "true")),
+            engines=_parse_paths("engines", values.get("engines", [])),
+            sessions=_parse_paths("sessions", values.get("sessions", [])),
+            alembic=alembic,
+            allow_databases=tuple(allow_raw.replace(",", " ").split()),
+            # set by the main process for its workers: the dsn is its throwaway server
+            from_main_server=_parse_bool("sqltx-main-server", one("sqltx-main-server", "false")),
             dsn_source=source,
         )
 
@@ -193,7 +226,8 @@ class Settings:
             f"Settings(url={url!r}, metadata={self.metadata!r}, fixtures={self.fixtures!r}, "
             f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms}, "
             f"pg_bindir={self.pg_bindir!r}, keep_server={self.keep_server}, server_tcp={self.server_tcp}, "
-            f"server_dir={self.server_dir!r}, create_database={self.create_database})"
+            f"server_dir={self.server_dir!r}, create_database={self.create_database}, engines={self.engines!r}, "
+            f"sessions={self.sessions!r}, alembic={self.alembic!r}, allow_databases={self.allow_databases!r})"
         )
 
 

@@ -15,6 +15,10 @@ __all__ = [
     "DatabaseUnavailableError",
     "SetupError",
     "TransactionEndedError",
+    "ImplicitCommitError",
+    "LeakError",
+    "DatabaseChangedError",
+    "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",
     "ServerStartError",
 ]
@@ -136,6 +140,76 @@ class ImplicitCommitError(SqltxError):
         super().__init__(
             f"refused {statement!r}: on {server} it commits the open transaction implicitly, which "
             f"would keep this test's data and end the isolation of every later test. {fix}"
+        )
+
+
+class LeakError(SqltxError):
+    """App code wrote through a connection outside the test transaction.
+
+    ``statement`` is the write (shortened), ``engine`` the engine's masked URL,
+    ``names`` where the engine was found among the loaded modules (``module:attr``),
+    and ``refused`` whether the write was stopped before it ran.
+    """
+
+    def __init__(self, statement: str, engine: str, names: tuple[str, ...] = (), *, refused: bool = True) -> None:
+        self.statement = statement
+        self.engine = engine
+        self.names = names
+        self.refused = refused
+        known = f" ({', '.join(names)})" if names else ""
+        outcome = "it was refused, nothing was written" if refused else "it ran"
+        if names:
+            fix = (f"add {names[0]} under engines (or its session factory under sessions) in [sqltx], "
+                   "so that nose2-sqltx redirects it into the test transaction")
+        else:
+            fix = ("pass the test's engine (self.engine, or nose2_sqltx.current().engine) to the code that "
+                   "made this one, or name where it lives under engines in [sqltx]")
+        super().__init__(
+            f"{statement!r} was sent through an engine that is not in the test transaction: {engine}{known}; "
+            f"{outcome}, because its work would outlive the test. Fix: {fix}. For a deliberate second "
+            "connection, wrap its engine in nose2_sqltx.unwatched(engine)"
+        )
+
+
+class DatabaseChangedError(SqltxError):
+    """At the end of the run, the database's tables or schemas differ from its start.
+
+    ``added`` and ``removed`` name them (``schema.table``, or ``schema`` alone).
+    """
+
+    def __init__(self, url: str, added: tuple[str, ...], removed: tuple[str, ...]) -> None:
+        self.url = url
+        self.added = added
+        self.removed = removed
+        parts = []
+        if added:
+            parts.append(f"new: {', '.join(added)}")
+        if removed:
+            parts.append(f"gone: {', '.join(removed)}")
+        super().__init__(
+            f"{url} is not as the run found it ({'; '.join(parts)}). Something committed outside the "
+            "test transaction, and nose2-sqltx did not undo it: look for an engine, connection or "
+            "subprocess that the run does not redirect (writes through unredirected engines fail "
+            "their test with LeakError), then restore these by hand"
+        )
+
+
+class UnsafeDatabaseError(SqltxError):
+    """The DSN does not look like a test database (the production guard).
+
+    ``database`` is its name, ``reasons`` what made the guard refuse.
+    """
+
+    def __init__(self, url: str, database: str, reasons: list[str]) -> None:
+        self.url = url
+        self.database = database
+        self.reasons = reasons
+        super().__init__(
+            f"refusing to run tests on {url}: {'; and '.join(reasons)}. Tests are rolled back, but code "
+            "that escapes the test transaction writes for real, so nose2-sqltx only runs on databases "
+            "that look like test databases. Point dsn at one (a name with 'test' in it, holding no "
+            f"other tables), or, if this database is meant for tests, add `allow-database = {database}` "
+            "under [sqltx] (or set SQLTX_ALLOW_DATABASE)"
         )
 
 

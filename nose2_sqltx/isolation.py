@@ -24,34 +24,47 @@ Each :meth:`~IsolatedDatabase.begin_scope` sets a savepoint; each
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect
+from sqlalchemy import Connection, Engine, MetaData, create_engine, delete, event, inspect
 from sqlalchemy.schema import DropSchema
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool, StaticPool
 
+from .apps import Redirection, is_unwatched, is_write, names_of
 from .config import mask_url
 from .dialects import Backend, backend_for
-from .dialects.base import first_line
-from .errors import ConfigError, DatabaseUnavailableError, NotActiveError, SetupError, TransactionEndedError
-from .guard import Guard
+from .dialects.base import exception_chain, first_line
+from .errors import (
+    ConfigError,
+    DatabaseChangedError,
+    DatabaseUnavailableError,
+    LeakError,
+    NotActiveError,
+    SetupError,
+    TransactionEndedError,
+    UnsafeDatabaseError,
+)
+from .guard import Guard, _short
 
 __unittest = True
 
-__all__ = ["IsolatedDatabase", "Scope", "active_database", "current", "probe"]
+__all__ = ["IsolatedDatabase", "Scope", "active_database", "current"]
 
 Fixture = Callable[[Connection], object]
 
 _active: IsolatedDatabase | None = None
+#: what Alembic's env.py gets as sqlalchemy.url: a URL no dialect answers to
+_NO_ALEMBIC_URL = "nose2_sqltx_gives_env_py_a_connection://"
 _active_lock = threading.Lock()
 
 
@@ -73,6 +86,38 @@ def current() -> Scope:
     return active_database("nose2_sqltx.current()").current_scope
 
 
+def looks_like_test(name: str) -> bool:
+    """Whether a database name looks like a test database: one of its words
+    starts or ends with "test" (``test``, ``app_test``, ``test_app``, ``testing``)."""
+    return any(word.startswith("test") or word.endswith("test") for word in re.split(r"[^a-z]+", name.lower()))
+
+
+class _RunPool(StaticPool):
+    """The run's one connection, for every engine that points at it.
+
+    App code may call ``engine.dispose()`` (an app factory, a fork guard):
+    that must not close the run's connection, nor make the engine open a new
+    one outside the test transaction. Only the owner disposes it, at the end.
+    """
+
+    _sqltx_closing = False
+
+    def dispose(self) -> None:
+        if self._sqltx_closing:
+            super().dispose()
+
+    def recreate(self) -> _RunPool:
+        return self
+
+
+def _on_execute(conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> None:
+    """Every statement of every Engine in the process (while a run is active)."""
+    database = _active
+    if database is not None:
+        database._seen(conn.engine, statement, context)
+
+
 class Scope:
     """One level of isolation (the run, a class, a test) and its handles.
 
@@ -91,23 +136,29 @@ class Scope:
         self._connection: Connection | None = None
         self._session: Session | None = None
         self.closed = False
+        #: the SQL that went through the scope's handles and the app's
+        #: redirected engines while this was the innermost scope, in order
+        self.queries: list[str] = []
+        #: the scope really commits (:meth:`IsolatedDatabase.begin_scope`)
+        self.real_commits = False
+        self._leaks_before = len(database.leaks)
 
     @property
     def engine(self) -> Engine:
-        return self.database.engine
+        return self.database._engine_for(self)
 
     @property
     def connection(self) -> Connection:
         if self._connection is None:
             self._check_open()
-            self._connection = self.database.engine.connect()
+            self._connection = self.engine.connect()
         return self._connection
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._check_open()
-            self._session = Session(bind=self.database.engine)
+            self._session = Session(bind=self.engine)
         return self._session
 
     def _check_open(self) -> None:
@@ -125,6 +176,12 @@ class Scope:
                     pass
         self._session = self._connection = None
         self.closed = True
+
+    def _reopen(self, depth: int) -> None:
+        self.depth = depth
+        self.savepoint = f"sqltx_{depth}"
+        self.closed = False
+        self.queries = []
 
     def __enter__(self) -> Scope:
         return self
@@ -153,6 +210,18 @@ class IsolatedDatabase:
     ``create_database`` (MySQL/MariaDB): make a database for the run (the
     default); if false, create the tables in the DSN's database and drop them
     at the end.
+    ``redirect``: the app's Engines, sessionmakers, scoped_sessions and
+    Flask-SQLAlchemy ``db`` objects, by name, pointed at the run for its
+    duration (see :mod:`nose2_sqltx.apps`).
+    ``alembic``: an alembic.ini whose ``upgrade head`` makes the schema, on
+    the run's connection, instead of ``metadata``.
+    ``allow_databases``: database names the production guard lets through;
+    ``trusted``: skip the guard (a server the caller made for the run).
+
+    Writes through any other Engine of the process are refused while the run
+    is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
+    checks that the database's schemas and tables are as :meth:`start`
+    found them (:class:`~nose2_sqltx.errors.DatabaseChangedError`).
     """
 
     def __init__(
@@ -165,6 +234,10 @@ class IsolatedDatabase:
         statement_timeout_ms: int = 60_000,
         schema: str | None = None,
         create_database: bool = True,
+        redirect: Mapping[str, Any] | None = None,
+        alembic: str | None = None,
+        allow_databases: Sequence[str] = (),
+        trusted: bool = False,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -181,6 +254,17 @@ class IsolatedDatabase:
                     "the same schema, and the workers would wait on each other; run without -N",
                 )
         self.fixtures = list(fixtures)
+        self.redirection = Redirection(redirect or {})
+        self.alembic = alembic
+        self.allow_databases = tuple(allow_databases)
+        self.trusted = trusted
+        self.leaks: list[LeakError] = []
+        self.run_url: URL | None = None
+        self._catalog: frozenset[str] | None = None
+        self._log: list[str] | None = None
+        self._watching = False
+        self._committed_engine: Engine | None = None
+        self._committed_depth: int | None = None
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         self._engine: Engine | None = None
@@ -190,6 +274,8 @@ class IsolatedDatabase:
         self.server_version = ""
         self.timings: dict[str, float] = {}
         self.incidents: list[TransactionEndedError] = []
+        #: set by :meth:`stop` when the database was changed outside the run
+        self.changed: DatabaseChangedError | None = None
 
     # -- life cycle --------------------------------------------------------
     def __enter__(self) -> IsolatedDatabase:
@@ -204,6 +290,11 @@ class IsolatedDatabase:
         if self._engine is None:
             raise NotActiveError("this IsolatedDatabase (it is not started)")
         return self._engine
+
+    @property
+    def created_tables(self) -> tuple[str, ...]:
+        """The tables the run made (the schema's, from metadata or migrations)."""
+        return tuple(self._created)
 
     @property
     def masked_url(self) -> str:
@@ -227,16 +318,24 @@ class IsolatedDatabase:
             # StaticPool: every checkout is the one guarded DB-API connection,
             # so Sessions, Connections and app code all share the transaction.
             with _connect_errors(self.url, self.backend):
-                run_url = self.backend.prepare()
-                engine = create_engine(run_url, poolclass=StaticPool)
+                run_url = self.run_url = self.backend.prepare()
+                engine = create_engine(run_url, poolclass=_RunPool)
                 self.backend.install(engine)
                 self._engine = engine
                 with engine.connect() as conn:
                     guard = conn.connection.dbapi_connection
+                    self._check_safe(conn)
+                    self._catalog = self.backend.catalog(conn)
             assert isinstance(guard, Guard)
             self._guard = guard
             self.server_version = self.backend.server_version(guard)
             self.timings["connect"] = time.perf_counter() - started
+            event.listen(Engine, "before_cursor_execute", _on_execute)
+            self._watching = True
+            try:
+                self.redirection.point(engine)
+            except TypeError as exc:
+                raise SetupError("redirecting the app's engines and sessions", str(exc)) from exc
             self._open_run()
         except BaseException:
             self._teardown()
@@ -258,11 +357,16 @@ class IsolatedDatabase:
         guard.sqltx_arm()
         run_scope = Scope(self, 0, None)
         self._scopes = [run_scope]
+        self._log = run_scope.queries
         conn = run_scope.connection
         if self.backend.transactional_ddl:
             self._create_schema(conn, committed=False)
         self.timings["schema"] = time.perf_counter() - started
         started = time.perf_counter()
+        self._run_fixtures(conn)
+        self.timings["fixtures"] = time.perf_counter() - started
+
+    def _run_fixtures(self, conn: Connection) -> None:
         for fixture in self.fixtures:
             try:
                 fixture(conn)
@@ -270,27 +374,50 @@ class IsolatedDatabase:
             except Exception as exc:
                 name = getattr(fixture, "__qualname__", repr(fixture))
                 raise SetupError(f"fixture {name}", f"{type(exc).__name__}: {first_line(exc)}{_where(exc)}") from exc
-        self.timings["fixtures"] = time.perf_counter() - started
 
-    def _create_schema(self, conn: Connection, *, committed: bool) -> None:
-        """Create the metadata's tables on ``conn``; remember which were new."""
-        if not self.metadata:
+    def _check_safe(self, conn: Connection) -> None:
+        """The production guard: refuse a database that does not look like one
+        for tests (raises :class:`UnsafeDatabaseError`)."""
+        label = self.backend.database_label
+        if self.trusted or label is None or label in self.allow_databases:
             return
+        reasons = []
+        if self.backend.named_databases and not looks_like_test(label):
+            reasons.append(f"its name {label!r} does not look like a test database (no word starts or ends with 'test')")
+        known = {t.fullname for m in self.metadata for t in m.tables.values()}
+        foreign = sorted(set(self.backend.user_tables(conn)) - known)
+        conn.rollback()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            what = "the configured metadata does not define" if self.metadata else "no metadata defines"
+            reasons.append(f"it holds tables {what} ({shown})")
+        if reasons:
+            raise UnsafeDatabaseError(self.masked_url, label, reasons)
+
+    def _create_schema(self, conn: Connection, *, committed: bool, why: str | None = None) -> None:
+        """Create the schema (metadata, or Alembic) on ``conn``; remember which tables were new."""
+        if not self.metadata and self.alembic is None:
+            return
+        step = "creating the schema (" + ("alembic upgrade head" if self.alembic else "metadata") + ")"
         existing = set(inspect(conn).get_table_names())
         wanted = [t.name for m in self.metadata for t in m.sorted_tables]
         clash = [name for name in wanted if name in existing]
         if committed and clash and not self.backend.owns_database:
             # They would be dropped at the end of the run with the ones it made.
             raise SetupError(
-                "creating the schema (metadata)",
-                f"tables {', '.join(clash)} already exist in {self.masked_url}; on "
-                f"{self.backend.display_name} the run creates its tables for real and drops them at the "
-                "end, so it does not start on tables it did not make. Drop them (a killed run may have "
-                "left them) or let the run make its own database (remove create-database = false)",
+                step,
+                f"tables {', '.join(clash)} already exist in {self.masked_url}; "
+                + (why or f"on {self.backend.display_name} the run creates its tables for real and drops "
+                   "them at the end")
+                + ", so it does not start on tables it did not make. Drop them (a killed run may have "
+                "left them)" + ("" if why else " or let the run make its own database (remove "
+                                 "create-database = false)"),
             )
         try:
             for metadata in self.metadata:
                 metadata.create_all(conn)
+            if self.alembic is not None:
+                self._alembic_upgrade(conn)
             conn.commit()
         except SQLAlchemyError as exc:
             reason = first_line(exc)
@@ -300,28 +427,75 @@ class IsolatedDatabase:
                     "on the same database, whose uncommitted schema blocks this one; give each "
                     "concurrent run its own database)"
                 )
-            raise SetupError("creating the schema (metadata)", reason) from exc
-        self._created = [name for name in wanted if name not in existing]
+            raise SetupError(step, reason) from exc
+        made = [name for name in inspect(conn).get_table_names() if name not in existing]
+        self._created = list(dict.fromkeys(self._created + made))
+
+    def _alembic_upgrade(self, conn: Connection) -> None:
+        """``alembic upgrade head`` on ``conn`` (env.py must use it, as the
+        Alembic cookbook's "sharing a connection" recipe does)."""
+        path = self.alembic
+        assert path is not None
+        try:
+            from alembic import command
+            from alembic.config import Config
+        except ImportError as exc:
+            raise ConfigError("alembic", path, "Alembic is not installed",
+                              "pip install alembic (or nose2-sqltx[alembic])") from exc
+        config = Config(path)
+        config.attributes["connection"] = conn
+        # An env.py that ignores the connection would migrate whatever its own
+        # URL names, for real: make it fail instead.
+        config.set_main_option("sqlalchemy.url", _NO_ALEMBIC_URL)
+        try:
+            command.upgrade(config, "head")
+        except Exception as exc:
+            if any(_NO_ALEMBIC_URL.split(":")[0] in str(e) for e in exception_chain(exc)):
+                raise SetupError(
+                    "creating the schema (alembic upgrade head)",
+                    f"the env.py of {path} opened its own connection instead of using the run's: in "
+                    "run_migrations_online(), use config.attributes.get(\"connection\") when it is set "
+                    "(Alembic's cookbook: \"Sharing a Connection across one or more programmatic "
+                    "migration commands\")",
+                ) from exc
+            if isinstance(exc, (SQLAlchemyError, SetupError)):
+                raise
+            raise SetupError("creating the schema (alembic upgrade head)",
+                             f"{type(exc).__name__}: {first_line(exc)}{_where(exc)}") from exc
 
     def _drop_created(self, conn: Connection) -> tuple[str, ...]:
         """Drop the tables this run created that still exist (committed ones)."""
-        left = set(inspect(conn).get_table_names()) & set(self._created)
-        tables = [t for m in self.metadata for t in reversed(m.sorted_tables) if t.name in left]
-        for table in tables:
-            table.drop(conn)
+        left = [name for name in self._created if name in set(inspect(conn).get_table_names())]
+        if not left:
+            return ()
+        reflected = MetaData()
+        reflected.reflect(conn, only=left)
+        tables = list(reversed(reflected.sorted_tables))
+        reflected.drop_all(conn)
         conn.commit()
         return tuple(t.name for t in tables)
+
+    def _empty_created(self, conn: Connection) -> None:
+        """Delete every row of the tables this run created (committed ones)."""
+        reflected = MetaData()
+        reflected.reflect(conn, only=[n for n in self._created if n in set(inspect(conn).get_table_names())])
+        for table in reversed(reflected.sorted_tables):
+            conn.execute(delete(table))
+        conn.commit()
 
     def stop(self) -> None:
         """Roll back everything the run did and close the connection.
 
         Raises :class:`TransactionEndedError` (after cleaning up) if code
-        ended the run's transaction since the last scope ended.
+        ended the run's transaction since the last scope ended, and
+        :class:`DatabaseChangedError` if the database's schemas or tables
+        are not as the run found them.
         """
         incident = None
+        changed = None
         try:
             guard = self._guard
-            if guard is not None and not guard.sqltx_ended and len(self._scopes) <= 1:
+            if guard is not None and guard._sqltx_armed and not guard.sqltx_ended and len(self._scopes) <= 1:
                 # Is the run's transaction still there? Catches what the guard
                 # could not see (a cursor of another class) at the run's level.
                 try:
@@ -333,18 +507,31 @@ class IsolatedDatabase:
                 incident = self._repair(rebuild=False)
                 self.incidents.append(incident)
         finally:
-            self._teardown()
+            changed = self.changed = self._teardown(verify=True)
         if incident is not None:
             raise incident
+        if changed is not None:
+            raise changed
 
-    def _teardown(self) -> None:
+    def _teardown(self, verify: bool = False) -> DatabaseChangedError | None:
         global _active
+        changed = None
         try:
             for scope in reversed(self._scopes):
                 if self._guard is not None:
                     self._guard._sqltx_quiet = True
                 scope._close_handles()
             self._scopes = []
+            self._log = None
+            self.redirection.restore()
+            if self._committed_engine is not None:  # stopped during real commits
+                try:
+                    with self._committed_engine.connect() as conn:
+                        self._drop_created(conn)
+                finally:
+                    self._committed_engine.dispose()
+                    self._committed_engine = None
+                    self._committed_depth = None
             guard, self._guard = self._guard, None
             if guard is not None:
                 guard.sqltx_disarm()
@@ -353,11 +540,24 @@ class IsolatedDatabase:
                     if not self.backend.transactional_ddl and not self.backend.owns_database and self._created:
                         with self.engine.connect() as conn:  # the schema was committed in the DSN's database
                             self._drop_created(conn)
+                    if verify and self._catalog is not None:
+                        with self.engine.connect() as conn:
+                            after = self.backend.catalog(conn)
+                        if after != self._catalog:
+                            changed = DatabaseChangedError(
+                                self.masked_url, tuple(sorted(after - self._catalog)),
+                                tuple(sorted(self._catalog - after)))
                 finally:
                     guard._sqltx_real_close()
         finally:
             try:
+                if self._watching:
+                    event.remove(Engine, "before_cursor_execute", _on_execute)
+                    self._watching = False
                 if self._engine is not None:
+                    pool = self._engine.pool
+                    if isinstance(pool, _RunPool):
+                        pool._sqltx_closing = True
                     self._engine.dispose()
                     self._engine = None
             finally:
@@ -367,25 +567,63 @@ class IsolatedDatabase:
                     with _active_lock:
                         if _active is self:
                             _active = None
+        return changed
+
+    # -- what goes through the process's engines ------------------------------
+    def _engine_for(self, scope: Scope) -> Engine:
+        if scope.real_commits and self._committed_engine is not None:
+            return self._committed_engine
+        return self.engine
+
+    def _seen(self, engine: Engine, statement: str, context: Any) -> None:
+        """Log the scope's SQL; refuse a write through an engine outside the run."""
+        run = self._engine
+        pool = engine.pool
+        if run is not None and pool is run.pool or (
+                self._committed_engine is not None and pool is self._committed_engine.pool):
+            if self._log is not None:
+                self._log.append(statement)
+            return
+        if run is None or self._committed_engine is not None or is_unwatched(engine):
+            return  # real commits: other connections are the point
+        if is_write(statement, context):
+            leak = LeakError(_short(statement), mask_url(engine.url), names_of(engine))
+            self.leaks.append(leak)
+            raise leak
 
     # -- scopes --------------------------------------------------------------
-    def begin_scope(self, setup: Callable[[], object] | None = None) -> Scope:
+    def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False) -> Scope:
         """Open a nested scope (a savepoint) and return it.
 
         ``setup``, if given, is called now and called again if the run has to
         be rebuilt after code under test ended its transaction.
+
+        ``real_commits``: the scope's handles (and the app's redirected
+        engines) really commit, on connections of their own, and other
+        connections see the data, as in production. The run's transaction
+        is rolled back first, the schema, the fixtures and the setup of the
+        open scopes are made again for real, and when the scope ends the
+        tables are dropped and the run's transaction is rebuilt. That costs
+        a schema build or two per scope; see the README.
         """
         guard = self._require_guard()
+        if real_commits and self._committed_depth is None:
+            self._enter_real_commits()
         scope = Scope(self, len(self._scopes), setup)
-        guard.sqltx_push(scope.savepoint)
+        if self._committed_depth is not None:
+            scope.real_commits = True
+        else:
+            guard.sqltx_push(scope.savepoint)
         self._scopes.append(scope)
+        self._log = scope.queries
+        self.redirection.begin_scope()
         if setup is not None:
             try:
                 setup()
             except BaseException:
                 try:
                     self.end_scope(scope)
-                except TransactionEndedError:
+                except (TransactionEndedError, LeakError):
                     pass  # the setup's own error is the one to report
                 raise
         return scope
@@ -394,7 +632,9 @@ class IsolatedDatabase:
         """Undo everything done in ``scope`` (and any scope still open inside it).
 
         Raises :class:`TransactionEndedError` if code in the scope ended the
-        run's transaction; the run is repaired first, so later scopes work.
+        run's transaction (the run is repaired first, so later scopes work),
+        and :class:`LeakError` if a write through an engine outside the run
+        was refused during the scope and nobody reported it yet.
         """
         if scope not in self._scopes:
             return  # already ended (e.g. by an enclosing scope, or twice)
@@ -403,31 +643,127 @@ class IsolatedDatabase:
         try:
             while self._scopes and self._scopes[-1] is not scope:
                 self._scopes.pop()._close_handles()
+                self.redirection.end_scope()
             scope._close_handles()
+            self.redirection.end_scope()
             self._scopes.pop()
-            if not guard.sqltx_ended:
+            self._log = self._scopes[-1].queries if self._scopes else None
+            if scope.real_commits:
+                self._end_real_commits_scope(scope)
+                ended = False
+            elif not guard.sqltx_ended:
                 try:
                     guard.sqltx_pop(scope.savepoint)
-                    return
+                    ended = False
                 except Exception:  # noqa: BLE001
                     # The savepoint is gone: raw transaction control got past
                     # the guard (e.g. a cursor of another class).
                     guard._sqltx_ended = True
                     guard._sqltx_last = None
+                    ended = True
+            else:
+                ended = True
         finally:
             guard._sqltx_quiet = False
+        if not ended:
+            return self._raise_leaks(scope)
         incident = self._repair(rebuild=True)
         self.incidents.append(incident)
         raise incident
 
+    def _raise_leaks(self, scope: Scope) -> None:
+        for leak in self.leaks[scope._leaks_before:]:
+            if not getattr(leak, "reported", False):
+                leak.reported = True  # type: ignore[attr-defined]
+                raise leak
+
     @contextmanager
-    def scope(self, setup: Callable[[], object] | None = None) -> Iterator[Scope]:
+    def scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False) -> Iterator[Scope]:
         """``with db.scope() as s:`` — :meth:`begin_scope` / :meth:`end_scope`."""
-        scope = self.begin_scope(setup)
+        scope = self.begin_scope(setup, real_commits=real_commits)
         try:
             yield scope
         finally:
             self.end_scope(scope)
+
+    # -- real commits ------------------------------------------------------------
+    def _enter_real_commits(self) -> None:
+        """Leave the run's transaction: schema, fixtures and the open scopes'
+        setup, made again for real, on an engine of ordinary connections."""
+        guard = self._require_guard()
+        if self._namespace_sql:
+            raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
+                             "database: run these tests without -N")
+        if not self.backend.supports_real_commits:
+            raise SetupError("real commits", f"other connections cannot open {self.masked_url} (it lives in "
+                             "the run's connection only): use a file (sqlite:///tests.db) or a server")
+        open_scopes = self._scopes[1:]
+        guard._sqltx_quiet = True
+        for scope in reversed(self._scopes):
+            scope._close_handles()
+        self.redirection.end_all()
+        guard.sqltx_disarm()
+        guard._sqltx_real_rollback()
+        self._scopes = []
+        assert self.run_url is not None
+        engine = self._committed_engine = create_engine(self.run_url, poolclass=NullPool)
+        self._committed_depth = len(open_scopes) + 1
+        self.redirection.point(engine)
+        run_scope = Scope(self, 0, None)
+        run_scope.real_commits = True
+        self._scopes = [run_scope]
+        why = ("for real commits the run creates its tables for real and drops them after the test, "
+               "which would take these with them")
+        with engine.connect() as conn:
+            self._create_schema(conn, committed=True, why=why)
+            self._run_fixtures(conn)
+        self._replay(open_scopes, real_commits=True)
+
+    def _end_real_commits_scope(self, scope: Scope) -> None:
+        """After a scope with real commits: the state the run expects again."""
+        engine = self._committed_engine
+        assert engine is not None and self._committed_depth is not None
+        open_scopes = self._scopes[1:]
+        if scope.depth > self._committed_depth:
+            # A test inside a class with real commits: empty the tables, then
+            # the fixtures and the class's setup again, for the next test.
+            for outer in reversed(open_scopes):
+                outer._close_handles()
+            self.redirection.end_all()
+            with engine.connect() as conn:
+                self._empty_created(conn)
+                self._run_fixtures(conn)
+            del self._scopes[1:]
+            self._replay(open_scopes, real_commits=True)
+            return
+        for outer in reversed(self._scopes):
+            outer._close_handles()
+        self.redirection.end_all()
+        try:
+            with engine.connect() as conn:
+                self._drop_created(conn)
+        finally:
+            engine.dispose()
+            self._committed_engine = None
+            self._committed_depth = None
+        self.redirection.point(self.engine)
+        self._open_run()
+        self._replay(open_scopes, real_commits=False)
+
+    def _replay(self, scopes: list[Scope], *, real_commits: bool) -> None:
+        """Reopen ``scopes`` (callers hold these objects), outermost first,
+        running their setup again."""
+        guard = self._require_guard()
+        for scope in scopes:
+            scope._reopen(len(self._scopes))
+            scope.real_commits = real_commits
+            if not real_commits:
+                guard.sqltx_push(scope.savepoint)
+            self._scopes.append(scope)
+            self._log = scope.queries
+            self.redirection.begin_scope()
+            if scope.setup is not None:
+                scope.setup()
 
     # -- repair ----------------------------------------------------------------
     def _repair(self, *, rebuild: bool) -> TransactionEndedError:
@@ -444,6 +780,7 @@ class IsolatedDatabase:
         open_scopes = self._scopes[1:]
         for scope in reversed(self._scopes):
             scope._close_handles()
+        self.redirection.end_all()
         self._scopes = []
         dropped: tuple[str, ...] = ()
         if self._namespace_sql:
@@ -465,43 +802,33 @@ class IsolatedDatabase:
         incident = TransactionEndedError(statement, committed=committed, dropped=dropped)
         if rebuild:
             self._open_run()
-            # Callers hold the Scope objects: reopen the same ones, outermost first.
-            for scope in open_scopes:
-                scope.depth = len(self._scopes)
-                scope.savepoint = f"sqltx_{scope.depth}"
-                scope.closed = False
-                guard.sqltx_push(scope.savepoint)
-                self._scopes.append(scope)
-                if scope.setup is not None:
-                    scope.setup()
+            self._replay(open_scopes, real_commits=False)
         return incident
+
 
     def _require_guard(self) -> Guard:
         if self._guard is None:
             raise NotActiveError("this IsolatedDatabase (it is not started)")
         return self._guard
 
+    def preflight(self) -> str:
+        """Connect once, make nothing, and disconnect: the production guard's
+        check; return the server's name and version. Raises what :meth:`start`
+        would for an unreachable or unsafe database."""
+        with _connect_errors(self.url, self.backend):
+            engine = create_engine(self.url, poolclass=NullPool)
+            try:
+                with engine.connect() as conn:
+                    self._check_safe(conn)
+                    return self.backend.server_version(conn.connection.dbapi_connection)
+            finally:
+                engine.dispose()
+
     def explain(self, exc: BaseException) -> str | None:
         """A hint to attach to a test error caused by ``exc`` (timeouts), or None."""
         return self.backend.explain(
             exc, lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
         )
-
-def probe(url: str | URL) -> str:
-    """Connect once and disconnect; return the server's name and version.
-
-    Raises :class:`DatabaseUnavailableError` (or :class:`ConfigError` for a
-    missing driver) as :meth:`IsolatedDatabase.start` would.
-    """
-    url = make_url(url) if isinstance(url, str) else url
-    backend = backend_for(url)
-    with _connect_errors(url, backend):
-        engine = create_engine(url, poolclass=NullPool)
-        try:
-            with engine.connect() as conn:
-                return backend.server_version(conn.connection.dbapi_connection)
-        finally:
-            engine.dispose()
 
 
 @contextmanager

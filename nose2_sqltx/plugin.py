@@ -32,7 +32,7 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any
+from typing import Any, NamedTuple
 import unittest
 
 from nose2.events import Plugin
@@ -40,8 +40,10 @@ from sqlalchemy import MetaData
 
 from .config import Settings, import_object, mask_url
 from .dialects import backend_for
-from .errors import ConfigError, SqltxError
-from .isolation import IsolatedDatabase, Scope, probe
+from .dialects.base import exception_chain
+from .errors import ConfigError, LeakError, SqltxError
+from .apps import redirect_kind
+from .isolation import IsolatedDatabase, Scope
 from .server import TemporaryPostgres
 from .testcase import DatabaseTest
 
@@ -75,6 +77,7 @@ class SqltxPlugin(Plugin):
         self._url: Any = None
         self._server_version = ""
         self._plain: dict[int, Scope] = {}
+        self._from_main_server = self.settings.from_main_server
         self._summary = ""
 
     def startTestRun(self, event: Any) -> None:
@@ -86,7 +89,7 @@ class SqltxPlugin(Plugin):
         self._parallel = _multiprocess_active(self.session)
         try:
             # Imports first: a typo should not cost a server start.
-            metadata, fixtures = _load_objects(self.settings)
+            loaded = _load_objects(self.settings)
             url = self.settings.url
             if url is None:
                 self.server = TemporaryPostgres(
@@ -99,10 +102,9 @@ class SqltxPlugin(Plugin):
             if self._parallel:
                 # Workers are forked after this hook: hold no connection across
                 # the fork. Check what each worker will need, once, here.
-                self._make_database(url, metadata, fixtures, schema=_worker_schema())
-                self._server_version = probe(url)
+                self._server_version = self._make_database(url, loaded, schema=_worker_schema()).preflight()
             else:
-                self.database = self._make_database(url, metadata, fixtures)
+                self.database = self._make_database(url, loaded)
                 self.database.start()
         except SqltxError as exc:
             self.database = None
@@ -115,12 +117,16 @@ class SqltxPlugin(Plugin):
             _restore_sigterm(self._previous_sigterm)
             raise
 
-    def _make_database(self, url: Any, metadata: list[Any], fixtures: list[Any],
-                       schema: str | None = None) -> IsolatedDatabase:
+    def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
+        settings = self.settings
         return IsolatedDatabase(
-            url, metadata=metadata, fixtures=fixtures, schema=schema,
-            create_database=self.settings.create_database,
-            lock_timeout_ms=self.settings.lock_timeout_ms, statement_timeout_ms=self.settings.statement_timeout_ms,
+            url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, schema=schema,
+            create_database=settings.create_database, alembic=settings.alembic,
+            allow_databases=settings.allow_databases,
+            # The throwaway server (here, or the main process's for a worker)
+            # is the run's own: the production guard has nothing to protect.
+            trusted=self.server is not None or self._from_main_server,
+            lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
         )
 
     def registerInSubprocess(self, event: Any) -> None:
@@ -134,6 +140,7 @@ class SqltxPlugin(Plugin):
             # nose2 reads the config with % interpolation: escape the URL's %.
             url = self.server.url.render_as_string(hide_password=False)
             config.set(self.configSection, "dsn", url.replace("%", "%%"))
+            config.set(self.configSection, "sqltx-main-server", "true")
 
     def startSubprocess(self, event: Any) -> None:
         """In a worker: its own run, in a schema of its own. If that fails,
@@ -143,7 +150,7 @@ class SqltxPlugin(Plugin):
             url = self.settings.url
             if url is None:
                 raise SqltxError("the worker got no database URL from the main process")
-            self.database = self._make_database(url, *_load_objects(self.settings), schema=_worker_schema())
+            self.database = self._make_database(url, _load_objects(self.settings), schema=_worker_schema())
             self.database.start()
         except Exception as exc:
             self.database = None
@@ -198,6 +205,9 @@ class SqltxPlugin(Plugin):
                 except Exception:
                     event.outcome, event.expected, event.exc_info = "error", False, _short_exc_info()
         exc = event.exc_info[1] if event.exc_info else None
+        for cause in exception_chain(exc) if exc is not None else ():
+            if isinstance(cause, LeakError):
+                cause.reported = True  # type: ignore[attr-defined]  # the test's end need not raise it again
         if exc is not None and self.database is not None:
             note = self.database.explain(exc)
             if note and note not in getattr(exc, "__notes__", ()):
@@ -278,20 +288,43 @@ def _summary(version: str, masked_url: str, server: TemporaryPostgres | None, de
 
 
 def _run_details(database: IsolatedDatabase) -> str:
-    tables = sum(len(m.tables) for m in database.metadata)
+    tables = sum(len(m.tables) for m in database.metadata) if database.metadata else len(database.created_tables)
     t = database.timings
     return (
         f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
         f"fixtures {t.get('fixtures', 0):.3f}s; "
         + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"
            if database.incidents else database.backend.cleanup_note)
+        + ("; the database was changed outside the run, see the error above" if database.changed else "")
     )
 
 
-def _load_objects(settings: Settings) -> tuple[list[Any], list[Any]]:
-    """The MetaData objects and fixture callables that ``[sqltx]`` names."""
-    return ([_load_metadata(path) for path in settings.metadata],
-            [_load_fixture(path) for path in settings.fixtures])
+class Loaded(NamedTuple):
+    """The objects ``[sqltx]`` names, imported."""
+
+    metadata: list[Any]
+    fixtures: list[Any]
+    redirect: dict[str, Any]
+
+
+def _load_objects(settings: Settings) -> Loaded:
+    """Import the MetaData objects, fixture callables and app objects that ``[sqltx]`` names."""
+    redirect = {path: _load_app_object("engines", path, ("engine",)) for path in settings.engines}
+    redirect.update({path: _load_app_object("sessions", path, ("sessionmaker", "scoped_session", "Flask-SQLAlchemy"))
+                     for path in settings.sessions})
+    return Loaded([_load_metadata(path) for path in settings.metadata],
+                  [_load_fixture(path) for path in settings.fixtures], redirect)
+
+
+def _load_app_object(key: str, path: str, kinds: tuple[str, ...]) -> Any:
+    obj = import_object(path, key)
+    if redirect_kind(obj) not in kinds:
+        wanted = "an Engine" if key == "engines" else "a sessionmaker, a scoped_session or a Flask-SQLAlchemy db"
+        other = "sessions" if key == "engines" else "engines"
+        hint = f" (list it under {other})" if redirect_kind(obj) is not None else ""
+        raise ConfigError(key, path, f"is a {type(obj).__name__}, not {wanted}{hint}",
+                          "Point it at the object your app uses, e.g. myapp.db:engine or myapp:db")
+    return obj
 
 
 def _load_metadata(path: str) -> Any:

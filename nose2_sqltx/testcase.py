@@ -14,11 +14,17 @@
 
 Like Django's TestCase, the test's savepoint is opened around ``setUp``, so a
 ``setUp`` override need not call ``super().setUp()``.
+
+Code that needs real commits (LISTEN/NOTIFY, ``CREATE INDEX CONCURRENTLY``,
+several connections that see each other's data) asks for them with
+``real_commits = True`` on the class or ``@real_commits`` on a test.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
@@ -28,7 +34,15 @@ from .isolation import Scope, active_database
 
 __unittest = True
 
-__all__ = ["DatabaseTest"]
+__all__ = ["DatabaseTest", "real_commits"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def real_commits(test: F) -> F:
+    """Decorator: this test really commits (see ``DatabaseTest.real_commits``)."""
+    test._sqltx_real_commits = True  # type: ignore[attr-defined]
+    return test
 
 
 class _Handle:
@@ -60,11 +74,26 @@ class DatabaseTest:
     ``self.engine``: an Engine whose every connection is the test transaction
     (apps that open their own connections or Sessions).
 
+    ``self.queries``: the SQL the test has sent so far (through these
+    handles and the app's redirected engines), one string per statement;
+    :meth:`assertNumQueries` counts them.
+
     The same names on the class (``cls.session`` ...) are the class's scope,
     for :meth:`setUpTestData` and ``setUpClass`` overrides.
+
+    ``real_commits = True`` on a class (or ``@real_commits`` on one test):
+    its tests run outside the run's transaction, on ordinary connections
+    that really commit and see each other's work. The schema, the fixtures
+    and ``setUpTestData`` are made for real first; after each test the
+    tables are emptied and the fixtures and class data made again; after
+    the class (or the test) the tables are dropped and the run's
+    transaction is rebuilt. That costs two schema builds per class and a
+    refill per test, so keep these classes few.
     """
 
     _sqltx_class_scope: ClassVar[Scope | None] = None
+    #: run this class's tests with real commits (see above)
+    real_commits: ClassVar[bool] = False
 
     session: Session = _Handle("session")  # type: ignore[assignment]
     connection: Connection = _Handle("connection")  # type: ignore[assignment]
@@ -82,7 +111,7 @@ class DatabaseTest:
         cls._sqltx_class_scope = None
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.
-        scope = database.begin_scope(setup=cls.setUpTestData)
+        scope = database.begin_scope(setup=cls.setUpTestData, real_commits=cls.real_commits)
         cls._sqltx_class_scope = scope
         cls.addClassCleanup(cls._sqltx_end_class, scope)  # type: ignore[attr-defined]
 
@@ -95,11 +124,49 @@ class DatabaseTest:
         # unittest calls this inside its error handling, before setUp: an
         # error here is this test's error, and no super().setUp() is needed.
         database = active_database("DatabaseTest")
-        scope = database.begin_scope()
+        method = getattr(self, self._testMethodName, None)  # type: ignore[attr-defined]
+        scope = database.begin_scope(real_commits=getattr(method, "_sqltx_real_commits", False))
         self.__dict__["_sqltx_scope"] = scope
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]
         super()._callSetUp()  # type: ignore[misc]
+
+    @property
+    def queries(self) -> list[str]:
+        """The SQL of this test so far (its ``setUp`` included), in order."""
+        return list(self._sqltx_current().queries)
+
+    def _sqltx_current(self) -> Scope:
+        scope = self.__dict__.get("_sqltx_scope")
+        return scope if scope is not None else active_database("DatabaseTest").current_scope
+
+    def assertNumQueries(self, num: int, func: Callable[..., Any] | None = None, /,
+                         *args: Any, **kwargs: Any) -> Any:
+        """Fail unless exactly ``num`` statements are sent inside the block::
+
+            with self.assertNumQueries(2):
+                place_order(self.engine, customer_id=1)
+
+        or, like Django, ``self.assertNumQueries(2, place_order, self.engine, 1)``.
+        The failure lists the statements. Only SQL counts: commits and
+        rollbacks, which nose2-sqltx maps onto savepoints, do not.
+        """
+        context = self._sqltx_count_queries(num)
+        if func is None:
+            return context
+        with context:
+            return func(*args, **kwargs)
+
+    @contextmanager
+    def _sqltx_count_queries(self, num: int) -> Iterator[None]:
+        scope = self._sqltx_current()
+        start = len(scope.queries)
+        yield
+        sent = scope.queries[start:]
+        if len(sent) != num:
+            listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(sent, 1))
+            self.fail(f"{len(sent)} queries sent, {num} expected"  # type: ignore[attr-defined]
+                      + (f":\n{listing}" if sent else ""))
 
     def _sqltx_end_test(self, scope: Scope) -> None:
         self.__dict__["_sqltx_scope"] = None

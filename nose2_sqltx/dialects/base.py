@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 
 from ..config import mask_url
@@ -14,6 +14,9 @@ from ..errors import ConfigError, SetupError
 __unittest = True
 
 registry: dict[str, type[Backend]] = {}
+
+#: schemas (MySQL: databases) that belong to the server, never to an app
+SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "performance_schema", "mysql", "sys"})
 
 
 def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
@@ -45,6 +48,8 @@ class Backend:
     transactional_ddl: ClassVar[bool] = True
     #: how each parallel worker is kept apart (for the run's summary line)
     worker_namespace: ClassVar[str] = "a schema of its own"
+    #: whether the production guard judges the database by its name
+    named_databases: ClassVar[bool] = True
 
     def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url
@@ -78,6 +83,34 @@ class Backend:
     def owns_database(self) -> bool:
         """Whether the database is the run's own (so a committed schema goes with it)."""
         return False
+
+    @property
+    def database_label(self) -> str | None:
+        """The DSN's database as ``allow-database`` names it (None: nothing to guard)."""
+        return self.url.database or None
+
+    @property
+    def supports_real_commits(self) -> bool:
+        """Whether other connections can open the run's database (real commits)."""
+        return True
+
+    def user_tables(self, conn: Connection) -> list[str]:
+        """The tables in the DSN's database: ``name`` in the default schema,
+        ``schema.name`` elsewhere (for the production guard)."""
+        inspector = inspect(conn)
+        default = inspector.default_schema_name
+        found = []
+        for schema in self._schemas(conn):
+            for table in inspector.get_table_names(schema=schema):
+                found.append(table if schema == default else f"{schema}.{table}")
+        return found
+
+    def catalog(self, conn: Connection) -> frozenset[str]:
+        """What a run must leave as it found it: the schemas and tables."""
+        return frozenset(self.user_tables(conn)) | {f"schema {s}" for s in self._schemas(conn)}
+
+    def _schemas(self, conn: Connection) -> list[str]:
+        return [s for s in inspect(conn).get_schema_names() if s not in SYSTEM_SCHEMAS and not s.startswith("pg_")]
 
     def install(self, engine: Engine) -> None:
         """Make ``engine`` create guarded DB-API connections."""

@@ -32,9 +32,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
+from ..apps import unwatched
 from ..errors import ImplicitCommitError, SetupError
 from ..guard import IDLE, INTRANS, Guard, _short, reported
-from .base import Backend, exception_chain, first_line, register, remember_isolation_level
+from .base import SYSTEM_SCHEMAS, Backend, exception_chain, first_line, register, remember_isolation_level
 
 __unittest = True
 
@@ -59,8 +60,9 @@ _DDL = re.compile(
 )
 _FIX_DDL = (
     "Declare the table in the metadata named under [sqltx] (the schema is created once, before "
-    "the tests), use CREATE TEMPORARY TABLE, or run this test against PostgreSQL or SQLite, "
-    "where DDL is transactional"
+    "the tests), use CREATE TEMPORARY TABLE, give this test real commits (real_commits = True on "
+    "its class, or @nose2_sqltx.real_commits on the test; it then undoes its DDL itself), or run it "
+    "against PostgreSQL or SQLite, where DDL is transactional"
 )
 _FIX_TRANSACTION = (
     "Use SQLAlchemy's begin()/commit() or execution_options(isolation_level=\"AUTOCOMMIT\"), which "
@@ -204,13 +206,26 @@ class MySQL(Backend):
     def owns_database(self) -> bool:
         return self.database is not None
 
+    def user_tables(self, conn: Connection) -> list[str]:
+        # The DSN's database, also when the run works in a database of its own.
+        return list(conn.execute(text(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = :db"
+        ), {"db": self.url.database or ""}).scalars())
+
+    def _schemas(self, conn: Connection) -> list[str]:
+        # Other runs' databases come and go while this one runs.
+        pattern = DATABASE_PREFIX.replace("_", "\\_") + "%"
+        return [s for s in conn.execute(text(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT LIKE :pattern"
+        ), {"pattern": pattern}).scalars() if s.lower() not in SYSTEM_SCHEMAS]
+
     # -- the run's own database ----------------------------------------------
     def prepare(self) -> URL:
         if not self.create_database:
             return self.url
         # A plain (unguarded) connection that lives as long as the run: its id
         # names the database, and it is what tells later runs this one is alive.
-        self._admin_engine = create_engine(self.url, poolclass=NullPool)
+        self._admin_engine = unwatched(create_engine(self.url, poolclass=NullPool))
         admin = self._admin = self._admin_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         me, user, charset, collation = admin.execute(text(
             "SELECT CONNECTION_ID(), CURRENT_USER(), "

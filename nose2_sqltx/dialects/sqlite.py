@@ -125,6 +125,7 @@ class SQLite(Backend):
     display_name = "SQLite"
     drivers = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
     worker_namespace = "an in-memory database of its own"
+    named_databases = False  # a file's name says nothing; its tables do
 
     def __init__(self, url: URL, key: str = "dsn", **options: Any) -> None:
         super().__init__(url, key, **options)
@@ -132,6 +133,14 @@ class SQLite(Backend):
         self.in_memory = name in ("", ":memory:") or "mode=memory" in str(url.query)
         self.path = None if self.in_memory else os.path.abspath(name)
         self._made_file = False
+
+    @property
+    def database_label(self) -> str | None:
+        return None if self.path is None else os.path.basename(self.path)
+
+    @property
+    def supports_real_commits(self) -> bool:
+        return not self.in_memory  # an in-memory database lives in the run's connection only
 
     def prepare(self) -> URL:
         if self.path is not None:

@@ -36,10 +36,14 @@ class TestDDLInTests(FunctionalTest):
                     self.assertIn("refused 'START TRANSACTION'", run.stderr)
                     self.assertRegex(run.stderr, r"test_temporary_table_is_fine .* ok")
                     self.assertRegex(run.stderr, r"test_zz_nothing_leaked .* ok")
+                    self.assertIn("give this test real commits", run.stderr)
+                    self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
                     self.assertIn("FAILED (errors=5)", run.stderr)
                 else:
                     run = self.run_scenario("ddl", target=target)
-                    self.assertIn("OK (skipped=2)", run.stderr)
+                    self.assertIn("OK (skipped=3)" if target == "sqlite" else "OK (skipped=2)", run.stderr)
+                    if target != "sqlite":
+                        self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
 
 
 class TestSQLite(unittest.TestCase):
@@ -93,7 +97,17 @@ class TestSQLite(unittest.TestCase):
         conn.execute("INSERT INTO keep VALUES (42)")
         conn.commit()
         conn.close()
+        # A table the metadata does not define: the production guard refuses
+        # the file until allow-database names it.
         run = run_nose2("semantics", env={"SQLTX_DSN": self.url})
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            f"nose2-sqltx: error: refusing to run tests on {self.url}: it holds tables the configured metadata "
+            "does not define (keep). Tests are rolled back, but code that escapes the test transaction writes "
+            "for real, so nose2-sqltx only runs on databases that look like test databases. Point dsn at one "
+            "(a name with 'test' in it, holding no other tables), or, if this database is meant for tests, add "
+            "`allow-database = app.db` under [sqltx] (or set SQLTX_ALLOW_DATABASE)"])
+        run = run_nose2("semantics", env={"SQLTX_DSN": self.url, "SQLTX_ALLOW_DATABASE": "app.db"})
         self.assertEqual(run.returncode, 0, run.output)
         self.assertEqual(self.tables(), ["keep"])
         conn = sqlite3.connect(self.path)

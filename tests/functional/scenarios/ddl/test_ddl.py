@@ -7,7 +7,7 @@ import unittest
 from sqlalchemy import inspect, text
 
 from scenario_models import Item, items, references
-from nose2_sqltx import DatabaseTest
+from nose2_sqltx import DatabaseTest, real_commits
 
 ON_MYSQL = os.environ["SQLTX_DSN"].startswith(("mysql", "mariadb"))
 
@@ -47,3 +47,21 @@ class TestDDL(DatabaseTest, unittest.TestCase):
 
     def test_zz_nothing_leaked(self):
         pass  # setUp checks
+
+
+class TestDDLWithRealCommits(DatabaseTest, unittest.TestCase):
+    """What ImplicitCommitError's fix offers: DDL that commits, as in production."""
+
+    @unittest.skipIf(os.environ["SQLTX_DSN"] == "sqlite://", "an in-memory database has no other connections")
+    @real_commits
+    def test_real_commits_allow_ddl(self):
+        self.connection.execute(text("CREATE TABLE sqltx_made_for_real (a INTEGER)"))
+        self.connection.commit()
+        with self.engine.connect() as other:
+            self.assertIn("sqltx_made_for_real", inspect(other).get_table_names())
+        self.connection.execute(text("DROP TABLE sqltx_made_for_real"))
+        self.connection.commit()
+
+    def test_zz_isolated_again(self):
+        self.assertEqual(items(self.connection), [])
+        self.assertEqual(references(self.connection), 2)

@@ -3,13 +3,14 @@ import unittest
 from sqlalchemy import create_engine, text
 
 from scenario_models import references
-from nose2_sqltx import DatabaseTest
+from nose2_sqltx import DatabaseTest, unwatched
 
 
 class TestTimeouts(DatabaseTest, unittest.TestCase):
     def other_connection(self):
         """A connection outside the test transaction, to the run's own database."""
-        other = create_engine(self.engine.url).connect()
+        # unwatched: a deliberate second connection, whose writes the test undoes
+        other = unwatched(create_engine(self.engine.url)).connect()
         self.addCleanup(other.engine.dispose)
         self.addCleanup(other.close)
         return other

@@ -1,0 +1,306 @@
+"""The application's own engines and sessions, pointed at the test transaction.
+
+Knows nothing about nose2. Real applications import a module-level
+``engine``, a ``sessionmaker``/``scoped_session``, or Flask-SQLAlchemy's
+``db``; :class:`Redirection` points each of them at the run's connection
+for the run and puts them back at the end. An Engine is redirected *in
+place* (its pool, dialect and URL become the run's), so every reference the
+app holds to it, and every Session bound to it, follows; it stays a real
+Engine (reflection, ``engine.dialect``, ``engine.url`` all work).
+
+Writes that still go through an engine outside the test transaction are
+found by :func:`is_write` and :func:`names_of` for the core's leak check.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+__unittest = True
+
+__all__ = ["Redirection", "unwatched", "is_write", "names_of", "redirect_kind"]
+
+#: engines whose writes the leak check lets through: the backends' own
+#: administrative engines, and those a test marked with :func:`unwatched`
+_unwatched: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+_WRITE = re.compile(
+    r"^\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
+    r"(INSERT|UPDATE|DELETE|MERGE|REPLACE|UPSERT|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COMMENT|COPY"
+    r"|RENAME|LOCK|CALL|DO|VACUUM|REINDEX|CLUSTER|REFRESH)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_CTE_WRITE = re.compile(r"^\s*WITH\b.*\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE | re.DOTALL)
+
+
+def unwatched(engine: Engine) -> Engine:
+    """Mark ``engine`` as deliberately outside the test transaction; return it.
+
+    For a test that needs a second connection on purpose (to hold a lock, to
+    watch from outside): the leak check lets its writes through. They are
+    *not* rolled back by nose2-sqltx; undo them in the test (or use real
+    commits, see ``DatabaseTest.real_commits``).
+    """
+    _unwatched.add(engine)
+    return engine
+
+
+def is_unwatched(engine: Engine) -> bool:
+    proxied = getattr(engine, "_proxied", None)  # engine.execution_options(...) copies
+    return engine in _unwatched or (proxied is not None and proxied in _unwatched)
+
+
+def is_write(statement: str, context: Any) -> bool:
+    """Whether a statement changes the database (for SQL text: by its first word)."""
+    if context is not None and (context.isinsert or context.isupdate or context.isdelete or context.isddl):
+        return True
+    return bool(_WRITE.match(statement) or _CTE_WRITE.match(statement))
+
+
+def names_of(engine: Engine) -> tuple[str, ...]:
+    """Where the loaded modules hold ``engine``: ``module:attr`` (for messages).
+
+    Looks at module attributes that are the engine, a session factory bound
+    to it, or a Flask-SQLAlchemy ``db`` one of whose engines it is.
+    """
+    target = getattr(engine, "_proxied", engine)
+    found = []
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith(("sqlalchemy", "nose2_sqltx", "_")) or module is None:
+            continue
+        try:
+            attrs = list(vars(module).items())
+        except TypeError:
+            continue
+        for attr, value in attrs:
+            try:
+                if value is target:
+                    found.append(f"{module_name}:{attr}")
+                elif isinstance(value, (sessionmaker, scoped_session)) and target in _factory_engines(value):
+                    found.append(f"{module_name}:{attr}")
+                elif _is_flask_sqlalchemy(value) and any(
+                    target in engines.values() for engines in value._app_engines.values()
+                ):
+                    found.append(f"{module_name}:{attr}")
+            except Exception:  # noqa: BLE001 - odd module attributes must not hide the leak
+                continue
+    return tuple(dict.fromkeys(found))
+
+
+def _factory_engines(factory: sessionmaker[Any] | scoped_session[Any]) -> list[Any]:
+    if isinstance(factory, scoped_session):
+        factory = factory.session_factory
+    kw = factory.kw
+    return [kw.get("bind"), *(kw.get("binds") or {}).values()]
+
+
+def _is_flask_sqlalchemy(obj: Any) -> bool:
+    return type(obj).__module__.startswith("flask_sqlalchemy") and hasattr(obj, "_app_engines")
+
+
+def redirect_kind(obj: Any) -> str | None:
+    """What :class:`Redirection` would do with ``obj``, or None if it cannot."""
+    if isinstance(obj, Engine):
+        return "engine"
+    if isinstance(obj, scoped_session):
+        return "scoped_session"
+    if isinstance(obj, sessionmaker):
+        return "sessionmaker"
+    if _is_flask_sqlalchemy(obj):
+        return "Flask-SQLAlchemy"
+    return None
+
+
+class _EngineSwap:
+    """One Engine pointed at another's pool, dialect and URL, and put back."""
+
+    _FIELDS = ("pool", "dialect", "url", "_compiled_cache")
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.saved = {name: getattr(engine, name) for name in self._FIELDS}
+
+    def point(self, target: Engine) -> None:
+        for name in self._FIELDS:
+            setattr(self.engine, name, getattr(target, name))
+
+    def restore(self) -> None:
+        for name, value in self.saved.items():
+            setattr(self.engine, name, value)
+
+
+class Redirection:
+    """The app's engines and session factories, pointed at a target Engine.
+
+    ``objects`` maps a name (for messages) to an Engine, a ``sessionmaker``,
+    a ``scoped_session`` or a Flask-SQLAlchemy ``db``. :meth:`point` aims them
+    all at ``target`` (and can re-aim them later); :meth:`restore` puts every
+    one back as it was. Between scopes, :meth:`end_scope` resets the
+    sessions that scoped registries handed out during the scope, so that no
+    test sees another's identity map.
+    """
+
+    def __init__(self, objects: Mapping[str, Any]) -> None:
+        self.objects = dict(objects)
+        self._swaps: dict[int, _EngineSwap] = {}
+        self._factories: list[tuple[sessionmaker[Any], dict[str, Any]]] = []
+        self._registries: list[scoped_session[Any]] = []
+        self._flask: list[Any] = []
+        self._target: Engine | None = None
+        self._marks: list[dict[int, tuple[Session, set[Any]]]] = []
+        for name, obj in self.objects.items():
+            if redirect_kind(obj) is None:
+                raise TypeError(f"{name} is a {type(obj).__name__}, not an Engine, sessionmaker, "
+                                "scoped_session or Flask-SQLAlchemy db")
+
+    @property
+    def engines(self) -> list[Engine]:
+        """Every engine redirected so far (the Flask apps' too)."""
+        return [swap.engine for swap in self._swaps.values()]
+
+    # -- aiming -----------------------------------------------------------------
+    def point(self, target: Engine) -> None:
+        """Aim everything at ``target`` (the first call remembers what to restore)."""
+        first = self._target is None
+        self._target = target
+        if first:
+            for obj in self.objects.values():
+                self._collect(obj)
+        for swap in self._swaps.values():
+            swap.point(target)
+        for factory, saved in self._factories:
+            if saved.get("bind") is None and not saved.get("binds"):
+                factory.kw["bind"] = target  # an unbound factory: bind it
+
+    def _collect(self, obj: Any) -> None:
+        kind = redirect_kind(obj)
+        if kind == "engine":
+            self._engine(obj)
+        elif kind == "scoped_session":
+            self._registries.append(obj)
+            self._collect(obj.session_factory)
+        elif kind == "sessionmaker":
+            self._factories.append((obj, dict(obj.kw)))
+            for engine in _factory_engines(obj):
+                if isinstance(engine, Engine):
+                    self._engine(engine)
+        elif kind == "Flask-SQLAlchemy":
+            self._flask_db(obj)
+
+    def _engine(self, engine: Engine) -> _EngineSwap:
+        engine = getattr(engine, "_proxied", engine)
+        swap = self._swaps.get(id(engine))
+        if swap is None:
+            swap = self._swaps[id(engine)] = _EngineSwap(engine)
+            if self._target is not None:
+                swap.point(self._target)
+        return swap
+
+    def _flask_db(self, db: Any) -> None:
+        """Flask-SQLAlchemy 3: the engines of every app registered so far, and of
+        apps registered later (an app factory called in a test's setUp)."""
+        if not callable(getattr(db, "_make_engine", None)):
+            raise TypeError("this Flask-SQLAlchemy has no _make_engine (3.0 and 3.1 do); "
+                            "name its engines under engines instead")
+        self._registries.append(db.session)
+        for engines in list(db._app_engines.values()):
+            for engine in engines.values():
+                self._engine(engine)
+        make_engine = db._make_engine
+
+        def _make_engine(*args: Any, **kwargs: Any) -> Engine:
+            engine = make_engine(*args, **kwargs)
+            self._engine(engine)
+            return engine
+
+        # An instance attribute shadows the method until restore() deletes it.
+        db._make_engine = _make_engine
+        self._flask.append(db)
+
+    def restore(self) -> None:
+        """Put every engine and factory back as it was; close scoped sessions."""
+        self._close_sessions(keep=None)
+        for db in self._flask:
+            db.__dict__.pop("_make_engine", None)
+        for factory, saved in self._factories:
+            factory.kw.clear()
+            factory.kw.update(saved)
+        for swap in self._swaps.values():
+            swap.restore()
+        self._swaps.clear()
+        self._factories.clear()
+        self._registries.clear()
+        self._flask.clear()
+        self._marks.clear()
+        self._target = None
+
+    # -- scopes -------------------------------------------------------------------
+    def begin_scope(self) -> None:
+        """Note the sessions that scoped registries hold now (they outlive the scope)."""
+        self._marks.append({id(s): (s, set(s.identity_map.keys())) for s in self._sessions()})
+
+    def end_scope(self) -> None:
+        """Close the sessions made during the scope; reset the ones from before it
+        (call while the database is about to roll back the scope)."""
+        keep = self._marks.pop() if self._marks else {}
+        self._close_sessions(keep)
+
+    def end_all(self) -> None:
+        """Close every session the scoped registries hold; forget all scopes
+        (the caller rebuilds them)."""
+        self._marks.clear()
+        self._close_sessions(None)
+
+    def _close_sessions(self, keep: dict[int, tuple[Session, set[Any]]] | None) -> None:
+        for registry in self._registries:
+            for session, forget in _held(registry):
+                mark = (keep or {}).get(id(session))
+                if mark is not None and mark[0] is session:
+                    _reset(session, mark[1])
+                else:
+                    try:
+                        session.close()
+                    finally:
+                        forget()
+
+    def _sessions(self) -> Iterable[Session]:
+        for registry in self._registries:
+            for session, _ in _held(registry):
+                yield session
+
+
+def _held(registry: scoped_session[Any]) -> list[tuple[Session, Callable[[], None]]]:
+    """The sessions a scoped_session holds, each with a way to drop it: every
+    scope's for a ScopedRegistry (Flask-SQLAlchemy: one per app context),
+    this thread's for a thread-local one."""
+    store: Any = registry.registry
+    if hasattr(store, "scopefunc"):
+        return [(session, _dropper(store.registry, key)) for key, session in list(store.registry.items())]
+    return [(store(), store.clear)] if store.has() else []
+
+
+def _dropper(held: dict[Any, Any], key: Any) -> Callable[[], None]:
+    return lambda: held.pop(key, None) and None
+
+
+def _reset(session: Session, identities: set[Any]) -> None:
+    """Bring a session that outlives a scope back to the scope's start: forget
+    what the scope added, reload the rest from the (rolled-back) database."""
+    if not session.is_active:
+        session.rollback()
+    for obj in list(session.new):
+        session.expunge(obj)
+    for key in list(session.identity_map.keys()):
+        if key not in identities:
+            obj = session.identity_map.get(key)
+            if obj is not None:
+                session.expunge(obj)
+    session.expire_all()
+

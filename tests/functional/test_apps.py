@@ -1,0 +1,159 @@
+"""Real apps: their own engines and sessions redirected, Flask-SQLAlchemy,
+factory_boy, Alembic, leaks caught, the production guard, query counting and
+real commits. Each is a scenario run through nose2 on PostgreSQL (Alembic on
+MariaDB too), then the database is inspected."""
+
+import os
+import subprocess
+import sys
+
+import psycopg2
+from sqlalchemy.engine import make_url
+
+from tests.support import (
+    ROOT, FunctionalTest, dsn, libpq_dsn, run_nose2, snapshot, wait_for_sessions_to_end,
+)
+
+MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
+
+
+def psql(sql, database=None):
+    """Run ``sql`` in autocommit on the test server (``database``: another one on it)."""
+    conn = psycopg2.connect(libpq_dsn() + (f" dbname={database}" if database else ""))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+class TestRedirectedApps(FunctionalTest):
+    def test_engines_sessions_queries_and_leaks(self):
+        run = self.run_scenario("apps", expect=1)
+        err = run.stderr
+        self.assertRan(run, 14)
+        for name in ("test_1_app_commits_inside_the_test", "test_2_and_is_rolled_back_after_it",
+                     "test_engine_is_real_reflection_works_password_masked",
+                     "test_dispose_by_the_app_keeps_the_test_transaction", "test_unbound_factory_is_bound_to_the_test",
+                     "test_1_class_data_stays_bound", "test_2_next_test_sees_the_class_state",
+                     "test_queries_log_the_tests_sql", "test_assert_num_queries_counts_app_sql",
+                     "test_assert_num_queries_fails_with_the_list", "test_reading_elsewhere_is_fine",
+                     "test_unwatched_engine_is_let_through"):
+            self.assertRegex(err, rf"{name} .* ok")
+        # Both leaks fail their test, each once; the one the app swallowed too.
+        self.assertRegex(err, r"test_leak_raised .* ERROR")
+        self.assertRegex(err, r"test_leak_swallowed_by_the_app .* ERROR")
+        self.assertEqual(err.count("LeakError: 'INSERT INTO sqltx_item (name) VALUES (%(name)s) RETURNING "
+                                   "sqltx_item.id' was sent through an engine that is not in the test transaction: "
+                                   "postgresql+psycopg2://postgres@127.0.0.1:5432/test"), 2, err)
+        self.assertIn("(app_db:reporting_engine); it was refused, nothing was written, because its work would "
+                      "outlive the test. Fix: add app_db:reporting_engine under engines", err)
+        self.assertIn("FAILED (errors=2)", err)
+        self.assertIn("; all rolled back", err)
+        # Refused before it ran: no row reached the table (which the run made
+        # and dropped again, so nothing could be left in it anyway) and no table.
+        self.assertNotIn("s3cret", run.output)
+
+    def test_a_change_committed_outside_fails_the_run(self):
+        self.addCleanup(psql, "DROP TABLE IF EXISTS sqltx_leftover")
+        run = run_nose2("leftover")
+        self.assertEqual(run.returncode, 1, run.output)
+        self.assertIn("ERROR: nose2-sqltx (end of run)", run.stderr)
+        self.assertRegex(run.stderr, r"DatabaseChangedError: postgresql\+psycopg2://postgres@127.0.0.1:5432/test\S* is "
+                         r"not as the run found it \(new: sqltx_leftover\)\. Something committed outside the test "
+                         "transaction")
+        self.assertIn("the database was changed outside the run, see the error above", run.stderr)
+        self.assertIn("public.sqltx_leftover", snapshot().tables)
+
+
+class TestFlaskExample(FunctionalTest):
+    """examples/bookshop, as a user runs it (SQLTX_DSN: the test server)."""
+
+    def run_example(self, *args):
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
+               "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn()}
+        return subprocess.run([sys.executable, "-m", "nose2", "-v", *args], cwd=ROOT / "examples" / "bookshop",
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    def test_the_bookshop_example_passes_and_leaves_nothing(self):
+        proc = self.run_example()
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("Ran 8 tests", proc.stderr)
+        self.assertIn("OK", proc.stderr)
+        self.assertIn("schema (2 tables)", proc.stderr)
+        self.assertDatabaseUnchanged()
+
+    def test_the_example_in_parallel_workers(self):
+        proc = self.run_example(*MP)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+        self.assertIn("Ran 8 tests", proc.stderr)
+        self.assertDatabaseUnchanged()
+
+
+class TestFactoryBoy(FunctionalTest):
+    def test_factories_on_the_current_session(self):
+        run = self.run_scenario("factories")
+        self.assertRan(run, 4)
+
+
+class TestAlembic(FunctionalTest):
+    def test_schema_from_migrations(self):
+        for target in ("postgresql+psycopg2", "mysql+pymysql"):
+            with self.subTest(target=target):
+                run = self.run_scenario("alembic_schema", target=target)
+                self.assertRan(run, 3)
+                self.assertIn("schema (2 tables)", run.stderr)  # sqltx_shelf and alembic_version
+
+    def test_an_env_py_that_connects_by_itself_is_stopped(self):
+        run = self.run_scenario("alembic_badenv", expect=2)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            "nose2-sqltx: error: creating the schema (alembic upgrade head) failed: the env.py of alembic.ini "
+            "opened its own connection instead of using the run's: in run_migrations_online(), use "
+            "config.attributes.get(\"connection\") when it is set (Alembic's cookbook: \"Sharing a Connection "
+            "across one or more programmatic migration commands\")"])
+
+
+class TestRealCommits(FunctionalTest):
+    def test_classes_and_tests_with_real_commits(self):
+        run = self.run_scenario("realcommits")
+        self.assertRan(run, 7)
+        self.assertIn("OK", run.stderr)
+
+
+class TestProductionGuard(FunctionalTest):
+    def test_a_database_not_named_for_tests_is_refused(self):
+        psql("CREATE DATABASE sqltx_shop")
+        self.addCleanup(psql, "DROP DATABASE sqltx_shop")
+        url = make_url(dsn()).set(database="sqltx_shop").render_as_string(hide_password=False)
+        masked = url.split("?")[0]
+        for args in ((), MP):
+            with self.subTest(args=args):
+                run = run_nose2("semantics", *args, env={"SQLTX_DSN": url})
+                self.assertEqual(run.returncode, 2, run.output)
+                lines = run.stderr.strip().splitlines()
+                self.assertEqual(len(lines), 1, run.stderr)
+                self.assertIn(f"nose2-sqltx: error: refusing to run tests on {masked}", lines[0])
+                self.assertIn("its name 'sqltx_shop' does not look like a test database", lines[0])
+                self.assertIn("add `allow-database = sqltx_shop` under [sqltx]", lines[0])
+        run = run_nose2("semantics", env={"SQLTX_DSN": url, "SQLTX_ALLOW_DATABASE": "sqltx_shop"})
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertEqual(psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", "sqltx_shop"), [(0,)])
+
+    def test_foreign_tables_are_refused_and_left_alone(self):
+        psql("CREATE TABLE sqltx_customer_data (id int); INSERT INTO sqltx_customer_data VALUES (7)")
+        self.addCleanup(psql, "DROP TABLE IF EXISTS sqltx_customer_data")
+        run = run_nose2("semantics")
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertIn("it holds tables the configured metadata does not define (sqltx_customer_data)", run.stderr)
+        run = run_nose2("semantics", env={"SQLTX_ALLOW_DATABASE": "test"})
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertEqual(psql("SELECT id FROM sqltx_customer_data"), [(7,)])
+        self.assertEqual(wait_for_sessions_to_end().sessions, 0)
+
+    def test_the_throwaway_server_is_trusted(self):
+        run = run_nose2("factories", set_dsn=False)
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertIn("throwaway server", run.stderr)
+
