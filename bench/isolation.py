@@ -36,6 +36,7 @@ import os
 import platform
 import sys
 import time
+from typing import Any
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,7 +49,7 @@ from sqlalchemy.pool import NullPool, StaticPool  # noqa: E402
 
 import nose2_sqltx  # noqa: E402
 from bench.common import chain_schema, spread  # noqa: E402
-from nose2_sqltx import IsolatedDatabase, TemporaryPostgres  # noqa: E402
+from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched  # noqa: E402
 
 PG3 = ", psycopg 3"
 STRATEGIES = ("plugin", "scope only", "create/drop", "delete", "truncate", "sqlite memory", "template db",
@@ -67,9 +68,15 @@ def body(conn: sqlalchemy.Connection, metadata: MetaData) -> None:
     conn.commit()
 
 
+def outside(*args: Any, **kwargs: Any) -> sqlalchemy.Engine:
+    """An engine for the comparison strategies: deliberately outside the
+    running IsolatedDatabase, so its leak check lets it write."""
+    return unwatched(create_engine(*args, **kwargs))
+
+
 def in_schema(url: URL, name: str) -> sqlalchemy.Engine:
     """An engine whose connections use schema ``name`` (created, committed)."""
-    engine = create_engine(url, poolclass=StaticPool, connect_args={"options": f"-c search_path={name}"})
+    engine = outside(url, poolclass=StaticPool, connect_args={"options": f"-c search_path={name}"})
     with engine.begin() as conn:
         conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
         conn.execute(text(f"CREATE SCHEMA {name}"))
@@ -83,7 +90,9 @@ class Setup:
         self.url, self.tables = url, tables
         self.metadata = chain_schema(tables)
         self.plugins = {
-            driver: IsolatedDatabase(url.set(drivername=f"postgresql+{driver}"), metadata=[self.metadata],
+            # trusted: the benchmark's own server (or database); the comparison
+            # strategies write through engines of their own, deliberately.
+            driver: IsolatedDatabase(url.set(drivername=f"postgresql+{driver}"), metadata=[self.metadata], trusted=True,
                                      schema=f"bench_plugin_{driver}_{tables}")
             for driver in ("psycopg2", "psycopg")
         }
@@ -97,12 +106,12 @@ class Setup:
         names = ", ".join(t.name for t in self.metadata.sorted_tables)
         self.truncate_sql = text(f"TRUNCATE {names} CASCADE")
         self.template = f"bench_template_{tables}"
-        admin = create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+        admin = outside(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS {self.template}"))
             conn.execute(text(f"CREATE DATABASE {self.template}"))
         self.admin = admin
-        tpl = create_engine(url.set(database=self.template), poolclass=NullPool)
+        tpl = outside(url.set(database=self.template), poolclass=NullPool)
         self.metadata.create_all(tpl)
         tpl.dispose()
         self.running: IsolatedDatabase | None = None
@@ -146,7 +155,7 @@ class Setup:
             conn.commit()
 
         def sqlite_memory() -> None:
-            engine = create_engine("sqlite://", poolclass=StaticPool)
+            engine = outside("sqlite://", poolclass=StaticPool)
             with engine.connect() as conn:
                 md.create_all(conn)
                 body(conn, md)
@@ -156,7 +165,7 @@ class Setup:
             name = f"bench_copy_{self.tables}"
             with self.admin.connect() as admin:
                 admin.execute(text(f"CREATE DATABASE {name} TEMPLATE {self.template}"))
-            engine = create_engine(self.url.set(database=name), poolclass=NullPool)
+            engine = outside(self.url.set(database=name), poolclass=NullPool)
             with engine.connect() as conn:
                 body(conn, md)
             engine.dispose()

@@ -35,7 +35,8 @@ def main() -> int:
     scenario = ROOT / "tests" / "functional" / "scenarios" / "soak"
     with TemporaryPostgres() as pg:
         dsn = pg.url.render_as_string(hide_password=False)
-        env = {**os.environ, "SQLTX_DSN": dsn, "SOAK_TESTS": str(args.tests),
+        # The throwaway server's database is "postgres": let the production guard pass it.
+        env = {**os.environ, "SQLTX_DSN": dsn, "SQLTX_ALLOW_DATABASE": "postgres", "SOAK_TESTS": str(args.tests),
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(scenario.parent / "common")])}
         started = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "nose2"], cwd=scenario, env=env,

@@ -59,7 +59,7 @@ def main() -> int:
             def first_test() -> tuple[TemporaryPostgres, IsolatedDatabase]:
                 server = TemporaryPostgres()
                 server.start()
-                database = IsolatedDatabase(server.url, metadata=[metadata])
+                database = IsolatedDatabase(server.url, metadata=[metadata], trusted=True)
                 database.start()
                 database.begin_scope()  # the first test's savepoint
                 return server, database

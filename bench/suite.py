@@ -123,7 +123,9 @@ def main() -> int:
         for n, kind in enumerate(KINDS):
             dirs[kind] = Path(tmp) / f"kind{n}"
             write(dirs[kind], kind, args.tests, args.tables)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn, "BENCH_DSN": dsn}
+        # The throwaway server's database is "postgres": let the production guard pass it.
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn, "BENCH_DSN": dsn,
+               "SQLTX_ALLOW_DATABASE": "postgres"}
         for round_no in range(args.rounds):
             order = list(KINDS) if round_no % 2 == 0 else list(reversed(KINDS))
             for kind in order:

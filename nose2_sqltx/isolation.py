@@ -55,6 +55,7 @@ from .errors import (
     UnsafeDatabaseError,
 )
 from .guard import Guard, _short
+from .server import is_throwaway
 
 __unittest = True
 
@@ -216,7 +217,8 @@ class IsolatedDatabase:
     ``alembic``: an alembic.ini whose ``upgrade head`` makes the schema, on
     the run's connection, instead of ``metadata``.
     ``allow_databases``: database names the production guard lets through;
-    ``trusted``: skip the guard (a server the caller made for the run).
+    ``trusted``: skip the guard (a server the caller made for the run; a
+    :class:`~nose2_sqltx.server.TemporaryPostgres` of this process is trusted anyway).
 
     Writes through any other Engine of the process are refused while the run
     is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
@@ -265,6 +267,7 @@ class IsolatedDatabase:
         self._watching = False
         self._committed_engine: Engine | None = None
         self._committed_depth: int | None = None
+        self._emptied: MetaData | None = None
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
         self._engine: Engine | None = None
@@ -379,7 +382,7 @@ class IsolatedDatabase:
         """The production guard: refuse a database that does not look like one
         for tests (raises :class:`UnsafeDatabaseError`)."""
         label = self.backend.database_label
-        if self.trusted or label is None or label in self.allow_databases:
+        if self.trusted or label is None or label in self.allow_databases or is_throwaway(self.url):
             return
         reasons = []
         if self.backend.named_databases and not looks_like_test(label):
@@ -477,9 +480,11 @@ class IsolatedDatabase:
 
     def _empty_created(self, conn: Connection) -> None:
         """Delete every row of the tables this run created (committed ones)."""
-        reflected = MetaData()
-        reflected.reflect(conn, only=[n for n in self._created if n in set(inspect(conn).get_table_names())])
-        for table in reversed(reflected.sorted_tables):
+        if self._emptied is None:
+            # Reflected once per stretch of real commits: it costs more than the deletes.
+            self._emptied = MetaData()
+            self._emptied.reflect(conn, only=[n for n in self._created if n in set(inspect(conn).get_table_names())])
+        for table in reversed(self._emptied.sorted_tables):
             conn.execute(delete(table))
         conn.commit()
 
@@ -706,7 +711,8 @@ class IsolatedDatabase:
         guard._sqltx_real_rollback()
         self._scopes = []
         assert self.run_url is not None
-        engine = self._committed_engine = create_engine(self.run_url, poolclass=NullPool)
+        engine = self._committed_engine = create_engine(self.run_url)
+        self._emptied = None
         self._committed_depth = len(open_scopes) + 1
         self.redirection.point(engine)
         run_scope = Scope(self, 0, None)

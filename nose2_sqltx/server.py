@@ -36,6 +36,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import weakref
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,8 @@ from .errors import ServerBinariesNotFoundError, ServerStartError
 
 __unittest = True
 
-__all__ = ["TemporaryPostgres", "find_bindir", "reap_orphans", "stop_kept_servers", "cache_root", "default_base_dir"]
+__all__ = ["TemporaryPostgres", "is_throwaway", "find_bindir", "reap_orphans", "stop_kept_servers", "cache_root",
+           "default_base_dir"]
 
 DIR_PREFIX = "nose2-sqltx-pg-"
 MARKER = "nose2-sqltx.json"
@@ -291,6 +293,23 @@ def reap_orphans(base: Path | None = None) -> list[Path]:
     return reaped
 
 
+#: servers running in this process (for :func:`is_throwaway`)
+_running: weakref.WeakSet[TemporaryPostgres] = weakref.WeakSet()
+
+
+def is_throwaway(url: URL) -> bool:
+    """Whether ``url`` names a server a :class:`TemporaryPostgres` of this
+    process runs (the production guard trusts those: they are the run's own)."""
+    for server in list(_running):
+        if server.directory is None:
+            continue
+        if url.query.get("host") == str(server.directory) and str(url.port or url.query.get("port")) == str(server.port):
+            return True
+        if server.tcp and url.host in ("127.0.0.1", "localhost") and url.port == server.port:
+            return True
+    return False
+
+
 class TemporaryPostgres:
     """A private PostgreSQL server for one run (a context manager).
 
@@ -352,6 +371,7 @@ class TemporaryPostgres:
         if self.keep and self._reuse(key):
             self.start_kind = "reused"
             self.timings["start"] = time.perf_counter() - started
+            _running.add(self)
             return
         account = _server_account()
         try:
@@ -384,6 +404,7 @@ class TemporaryPostgres:
         except BaseException:
             self._discard()
             raise
+        _running.add(self)
         self.timings["start"] = time.perf_counter() - started
 
     def stop(self) -> None:
@@ -391,6 +412,7 @@ class TemporaryPostgres:
         if os.getpid() != self._owner:
             return  # a forked child: the server is its parent's
         atexit.unregister(self.stop)
+        _running.discard(self)
         if self.keep or self.directory is None:
             return
         started = time.perf_counter()

@@ -12,6 +12,8 @@ from pathlib import Path
 from tests.support import ROOT, FunctionalTest, dsn
 
 MARKED_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
+#: blocks quoted from files the suite runs (examples/, scenarios)
+QUOTED_BLOCK = re.compile(r"<!-- from: (\S+) -->\n```\w*\n(.*?)```", re.S)
 
 
 def examples():
@@ -33,6 +35,13 @@ class TestReadme(FunctionalTest):
 
     def run_in(self, subdir, *argv):
         return subprocess.run(argv, cwd=self.dir / subdir, env=self.env, capture_output=True, text=True, timeout=120)
+
+    def test_quoted_blocks_are_exact_excerpts_of_files_that_run(self):
+        quoted = QUOTED_BLOCK.findall((ROOT / "README.md").read_text())
+        self.assertGreaterEqual(len(quoted), 8)
+        for path, body in quoted:
+            with self.subTest(path=path):
+                self.assertIn(body, (ROOT / path).read_text(), f"README quotes {path}, which says otherwise now")
 
     def test_examples_are_found(self):
         self.assertEqual(sorted(examples()), ["core/example_core.py", "quickstart/models.py",
