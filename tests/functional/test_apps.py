@@ -56,6 +56,13 @@ class TestRedirectedApps(FunctionalTest):
         # and dropped again, so nothing could be left in it anyway) and no table.
         self.assertNotIn("s3cret", run.output)
 
+    def test_a_path_to_the_wrong_kind_of_object_is_one_line(self):
+        run = run_nose2("apps_wrong")
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            "nose2-sqltx: error: [sqltx] engines = wrong_db:SessionLocal: is a sessionmaker, not an Engine (list it "
+            "under sessions). Point it at the object your app uses, e.g. myapp.db:engine or myapp:db"])
+
     def test_a_change_committed_outside_fails_the_run(self):
         self.addCleanup(psql, "DROP TABLE IF EXISTS sqltx_leftover")
         run = run_nose2("leftover")

@@ -1,0 +1,2 @@
+def test_never_runs():
+    raise AssertionError("the run should have stopped before the tests")

@@ -1,0 +1,3 @@
+from sqlalchemy.orm import sessionmaker
+
+SessionLocal = sessionmaker()
