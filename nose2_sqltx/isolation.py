@@ -389,7 +389,6 @@ class IsolatedDatabase:
             reasons.append(f"its name {label!r} does not look like a test database (no word starts or ends with 'test')")
         known = {t.fullname for m in self.metadata for t in m.tables.values()}
         foreign = sorted(set(self.backend.user_tables(conn)) - known)
-        conn.rollback()
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             what = "the configured metadata does not define" if self.metadata else "no metadata defines"
@@ -466,13 +465,18 @@ class IsolatedDatabase:
             raise SetupError("creating the schema (alembic upgrade head)",
                              f"{type(exc).__name__}: {first_line(exc)}{_where(exc)}") from exc
 
+    def _reflect_created(self, conn: Connection) -> MetaData:
+        """The tables this run created that exist now, reflected (metadata or migrations alike)."""
+        existing = set(inspect(conn).get_table_names())
+        reflected = MetaData()
+        reflected.reflect(conn, only=[name for name in self._created if name in existing])
+        return reflected
+
     def _drop_created(self, conn: Connection) -> tuple[str, ...]:
         """Drop the tables this run created that still exist (committed ones)."""
-        left = [name for name in self._created if name in set(inspect(conn).get_table_names())]
-        if not left:
+        reflected = self._reflect_created(conn)
+        if not reflected.tables:
             return ()
-        reflected = MetaData()
-        reflected.reflect(conn, only=left)
         tables = list(reversed(reflected.sorted_tables))
         reflected.drop_all(conn)
         conn.commit()
@@ -482,8 +486,7 @@ class IsolatedDatabase:
         """Delete every row of the tables this run created (committed ones)."""
         if self._emptied is None:
             # Reflected once per stretch of real commits: it costs more than the deletes.
-            self._emptied = MetaData()
-            self._emptied.reflect(conn, only=[n for n in self._created if n in set(inspect(conn).get_table_names())])
+            self._emptied = self._reflect_created(conn)
         for table in reversed(self._emptied.sorted_tables):
             conn.execute(delete(table))
         conn.commit()
@@ -704,9 +707,7 @@ class IsolatedDatabase:
                              "the run's connection only): use a file (sqlite:///tests.db) or a server")
         open_scopes = self._scopes[1:]
         guard._sqltx_quiet = True
-        for scope in reversed(self._scopes):
-            scope._close_handles()
-        self.redirection.end_all()
+        self._close_scopes(self._scopes)
         guard.sqltx_disarm()
         guard._sqltx_real_rollback()
         self._scopes = []
@@ -733,18 +734,14 @@ class IsolatedDatabase:
         if scope.depth > self._committed_depth:
             # A test inside a class with real commits: empty the tables, then
             # the fixtures and the class's setup again, for the next test.
-            for outer in reversed(open_scopes):
-                outer._close_handles()
-            self.redirection.end_all()
+            self._close_scopes(open_scopes)
             with engine.connect() as conn:
                 self._empty_created(conn)
                 self._run_fixtures(conn)
             del self._scopes[1:]
             self._replay(open_scopes, real_commits=True)
             return
-        for outer in reversed(self._scopes):
-            outer._close_handles()
-        self.redirection.end_all()
+        self._close_scopes(self._scopes)
         try:
             with engine.connect() as conn:
                 self._drop_created(conn)
@@ -755,6 +752,13 @@ class IsolatedDatabase:
         self.redirection.point(self.engine)
         self._open_run()
         self._replay(open_scopes, real_commits=False)
+
+    def _close_scopes(self, scopes: list[Scope]) -> None:
+        """Close ``scopes``' handles, innermost first, and the app's scoped
+        sessions, before the transaction under them goes (they are replayed)."""
+        for scope in reversed(scopes):
+            scope._close_handles()
+        self.redirection.end_all()
 
     def _replay(self, scopes: list[Scope], *, real_commits: bool) -> None:
         """Reopen ``scopes`` (callers hold these objects), outermost first,
@@ -784,9 +788,7 @@ class IsolatedDatabase:
         guard.sqltx_disarm()
         guard._sqltx_real_rollback()
         open_scopes = self._scopes[1:]
-        for scope in reversed(self._scopes):
-            scope._close_handles()
-        self.redirection.end_all()
+        self._close_scopes(self._scopes)
         self._scopes = []
         dropped: tuple[str, ...] = ()
         if self._namespace_sql:

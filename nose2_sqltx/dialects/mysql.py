@@ -41,6 +41,8 @@ __unittest = True
 
 #: name prefix of the databases runs make; the rest is the owner's connection id
 DATABASE_PREFIX = "sqltx_run_"
+#: LIKE pattern of the run databases (the prefix's "_" taken literally)
+RUN_DATABASES_LIKE = DATABASE_PREFIX.replace("_", "\\_") + "%"
 #: the view in each run database that names the connection which made it
 OWNER_VIEW = "sqltx_run"
 
@@ -214,10 +216,9 @@ class MySQL(Backend):
 
     def _schemas(self, conn: Connection) -> list[str]:
         # Other runs' databases come and go while this one runs.
-        pattern = DATABASE_PREFIX.replace("_", "\\_") + "%"
         return [s for s in conn.execute(text(
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT LIKE :pattern"
-        ), {"pattern": pattern}).scalars() if s.lower() not in SYSTEM_SCHEMAS]
+        ), {"pattern": RUN_DATABASES_LIKE}).scalars() if s.lower() not in SYSTEM_SCHEMAS]
 
     # -- the run's own database ----------------------------------------------
     def prepare(self) -> URL:
@@ -281,7 +282,7 @@ class MySQL(Backend):
         candidates = admin.execute(text(
             "SELECT table_schema FROM information_schema.views "
             "WHERE table_name = :view AND table_schema LIKE :pattern"
-        ), {"view": OWNER_VIEW, "pattern": DATABASE_PREFIX.replace("_", "\\_") + "%"}).scalars().all()
+        ), {"view": OWNER_VIEW, "pattern": RUN_DATABASES_LIKE}).scalars().all()
         dropped = []
         for name in candidates:
             try:
