@@ -36,20 +36,20 @@ import os
 import platform
 import sys
 import time
-from typing import Any
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sqlalchemy  # noqa: E402
-from sqlalchemy import MetaData, create_engine, insert, select, text  # noqa: E402
-from sqlalchemy.engine import URL, make_url  # noqa: E402
-from sqlalchemy.pool import NullPool, StaticPool  # noqa: E402
+import sqlalchemy
+from sqlalchemy import MetaData, create_engine, insert, select, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import NullPool, StaticPool
 
-import nose2_sqltx  # noqa: E402
-from bench.common import chain_schema, spread  # noqa: E402
-from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched  # noqa: E402
+import nose2_sqltx
+from bench.common import chain_schema, spread
+from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched
 
 PG3 = ", psycopg 3"
 STRATEGIES = ("plugin", "scope only", "create/drop", "delete", "truncate", "sqlite memory", "template db",
@@ -217,7 +217,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
     parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
-    parser.add_argument("--batch", type=int, default=40, help="tests per strategy per round (default 40; 5 for slow ones)")
+    parser.add_argument("--batch", type=int, default=40,
+                        help="tests per strategy per round (default 40; 5 for slow ones)")
     parser.add_argument("--tables", default="5,30,100", help="table counts (default 5,30,100)")
     parser.add_argument("--dsn", help="a PostgreSQL URL to use instead of a throwaway server")
     parser.add_argument("--markdown", type=Path, help="write the results as a markdown page here")
@@ -304,7 +305,8 @@ def report(samples: dict[tuple[str, int], list[float]], counts: list[int], versi
         parts = []
         for n in counts:
             overhead, floor = med[("scope only" + suffix, n)], med[("driver floor" + suffix, n)]
-            parts.append(f"{n} tables {overhead * 1000:.3f} ms = {overhead / floor:.2f}× the floor ({floor * 1000:.3f} ms)")
+            parts.append(f"{n} tables {overhead * 1000:.3f} ms = {overhead / floor:.2f}× the floor "
+                         f"({floor * 1000:.3f} ms)")
         rows.append(f"- {driver}: " + "; ".join(parts))
     rows += ["", "psycopg 3 against psycopg2, same rounds (ratio of medians):", ""]
     for name in ("plugin", "scope only", "body only", "driver floor"):

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import spread  # noqa: E402
+from bench.common import spread
 
 SCENARIO = ROOT / "tests" / "functional" / "scenarios" / "parallel"
 MODES = {"serial": [], "-N 2": ["--plugin", "nose2.plugins.mp", "-N", "2"]}

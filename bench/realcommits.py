@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert
 
-from bench.common import chain_schema, spread  # noqa: E402
-from nose2_sqltx import IsolatedDatabase, TemporaryPostgres  # noqa: E402
+from bench.common import chain_schema, spread
+from nose2_sqltx import IsolatedDatabase, TemporaryPostgres
 
 
 def main() -> int:

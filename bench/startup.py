@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import nose2_sqltx  # noqa: E402
-from bench.common import chain_schema, spread  # noqa: E402
-from nose2_sqltx import IsolatedDatabase, TemporaryPostgres  # noqa: E402
-from nose2_sqltx.server import default_base_dir  # noqa: E402
+import nose2_sqltx
+from bench.common import chain_schema, spread
+from nose2_sqltx import IsolatedDatabase, TemporaryPostgres
+from nose2_sqltx.postmaster import default_base_dir
 
 
 def timed(fn):

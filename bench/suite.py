@@ -28,8 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import spread  # noqa: E402
-from nose2_sqltx import TemporaryPostgres  # noqa: E402
+from bench.common import spread
+from nose2_sqltx import TemporaryPostgres
 
 MODELS = '''
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, insert, select

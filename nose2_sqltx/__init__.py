@@ -5,22 +5,27 @@ nose2_sqltx`` under ``[unittest]``), configure ``[sqltx]`` in unittest.cfg and
 write ``class TestX(DatabaseTest, unittest.TestCase)``. See README.md.
 """
 
-from .apps import unwatched
 from .errors import (
+    AlreadyRunningError,
     ConfigError,
+    ConnectionLostError,
     DatabaseChangedError,
     DatabaseUnavailableError,
     ImplicitCommitError,
     LeakError,
     NotActiveError,
+    ScopeEndedError,
     ServerBinariesNotFoundError,
     ServerStartError,
     SetupError,
     SqltxError,
     TransactionEndedError,
     UnsafeDatabaseError,
+    UnsupportedObjectError,
 )
-from .isolation import IsolatedDatabase, Scope, current
+from .isolation import IsolatedDatabase, current
+from .leaks import unwatched
+from .scopes import Scope
 from .server import TemporaryPostgres
 from .testcase import DatabaseTest, real_commits
 
@@ -35,7 +40,11 @@ __all__ = [
     "SqltxError",
     "ConfigError",
     "NotActiveError",
+    "AlreadyRunningError",
+    "ScopeEndedError",
+    "UnsupportedObjectError",
     "DatabaseUnavailableError",
+    "ConnectionLostError",
     "SetupError",
     "TransactionEndedError",
     "ImplicitCommitError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .server import stop_kept_servers
+from .postmaster import stop_kept_servers
 
 USAGE = "usage: python -m nose2_sqltx stop-server   (stops the servers that keep-server left running)"
 

@@ -1,8 +1,9 @@
 """Settings: read once from ``[sqltx]`` and the environment, validated, frozen.
 
-This module does no I/O besides importing the objects that ``metadata`` and
-``fixtures`` name (:func:`import_object`), and it knows nothing about nose2:
-:meth:`Settings.from_options` takes plain ``(key, value)`` pairs.
+Knows nothing about nose2: :meth:`Settings.from_options` takes plain
+``(key, value)`` pairs. Its only I/O is importing the objects the settings
+name (:func:`load_objects`), which it checks are of the right kind, so that
+a runner adapter gets either usable objects or one :class:`ConfigError`.
 """
 
 from __future__ import annotations
@@ -12,20 +13,30 @@ import importlib
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .dialects import backend_for
+from .environment import (
+    ALLOW_DATABASE_ENV,
+    DEFAULT_LOCK_TIMEOUT_MS,
+    DEFAULT_STATEMENT_TIMEOUT_MS,
+    DSN_ENV,
+    KEEP_SERVER_ENV,
+    PG_BINDIR_ENV,
+    SERVER_DIR_ENV,
+)
 from .errors import ConfigError
+from .messages import mask_url
+from .redirect import redirect_kind
 
 __unittest = True
 
-__all__ = ["Settings", "mask_url", "import_object", "DSN_ENV"]
-
-#: Environment variable that wins over ``dsn`` in the file.
-DSN_ENV = "SQLTX_DSN"
+__all__ = ["Settings", "Loaded", "load_objects", "import_object"]
 
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
@@ -39,39 +50,19 @@ PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
 #: Keys an environment variable can set; the environment wins over the file.
 ENVIRONMENT = {
     "dsn": DSN_ENV,
-    "pg-bindir": "SQLTX_PG_BINDIR",
-    "keep-server": "SQLTX_KEEP_SERVER",
-    "server-dir": "SQLTX_SERVER_DIR",
-    "allow-database": "SQLTX_ALLOW_DATABASE",
+    "pg-bindir": PG_BINDIR_ENV,
+    "keep-server": KEEP_SERVER_ENV,
+    "server-dir": SERVER_DIR_ENV,
+    "allow-database": ALLOW_DATABASE_ENV,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
-_DEFAULT_LOCK_TIMEOUT = "10s"
-_DEFAULT_STATEMENT_TIMEOUT = "60s"
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000}
 _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
+#: the longest timeout every backend accepts: PostgreSQL's settings are 32-bit milliseconds
+MAX_TIMEOUT_MS = 2_147_483_647
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-# user:password@ in a string that did not even parse as a URL
-_RAW_PASSWORD = re.compile(r"^((?:[^:/@]*://)?[^:/@]*:).*(@)")
-
-
-def mask_url(url: str | URL) -> str:
-    """Return ``url`` as text with its password replaced by ``***``.
-
-    Works on strings that SQLAlchemy cannot parse too, and on passwords with
-    an unencoded ``@`` (which SQLAlchemy splits into the host), so that no
-    message ever shows a password.
-    """
-    if isinstance(url, str):
-        try:
-            parsed = make_url(url)
-        except Exception:
-            return _RAW_PASSWORD.sub(r"\1***\2", url)
-        url = parsed
-    if url.host and "@" in url.host:
-        url = url.set(password="***", host=url.host.rsplit("@", 1)[1])
-    return url.render_as_string(hide_password=True)
 
 
 def _parse_duration(key: str, raw: str) -> int:
@@ -83,7 +74,11 @@ def _parse_duration(key: str, raw: str) -> int:
     number, unit = int(match.group(1)), match.group(2)
     if unit is None and number != 0:
         raise ConfigError(key, raw, "the unit is missing", f"Write {number}s or {number}ms (0 turns it off)")
-    return number * _UNITS_MS[unit or "ms"]
+    ms = number * _UNITS_MS[unit or "ms"]
+    if ms > MAX_TIMEOUT_MS:
+        raise ConfigError(key, raw, "longer than the databases accept (about 24 days)",
+                          "Write a shorter duration, or 0 to turn it off")
+    return ms
 
 
 def _parse_bool(key: str, raw: str) -> bool:
@@ -100,7 +95,8 @@ def _parse_paths(key: str, values: Iterable[str]) -> tuple[str, ...]:
     for value in values:
         for item in value.replace(",", " ").split():
             if not _PATH.match(item):
-                raise ConfigError(key, item, "not a module:attribute path", "Write it like myapp.models:Base (one per line)")
+                raise ConfigError(key, item, "not a module:attribute path",
+                                  "Write it like myapp.models:Base (one per line)")
             paths.append(item)
     return tuple(paths)
 
@@ -142,8 +138,8 @@ class Settings:
     url: URL | None
     metadata: tuple[str, ...] = ()
     fixtures: tuple[str, ...] = ()
-    lock_timeout_ms: int = 10_000
-    statement_timeout_ms: int = 60_000
+    lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
+    statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     pg_bindir: str | None = None
     keep_server: bool = False
     server_tcp: bool = False
@@ -154,13 +150,13 @@ class Settings:
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
     from_main_server: bool = False
-    dsn_source: str = field(default="dsn", compare=False)
 
     @classmethod
     def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None) -> Settings:
         """Validate ``(key, value)`` pairs from ``[sqltx]`` plus the environment.
 
-        Raises :class:`ConfigError` naming the first wrong key or value.
+        Raises :class:`ConfigError` naming the first wrong key or value (a
+        DSN's database or driver that no backend supports included).
         """
         environ = os.environ if environ is None else environ
         values: dict[str, list[str]] = {}
@@ -174,6 +170,9 @@ class Settings:
 
         def one(key: str, default: str) -> str:
             return values.get(key, [default])[-1].strip()
+
+        def duration(key: str, default_ms: int) -> int:
+            return _parse_duration(key, values[key][-1]) if key in values else default_ms
 
         def with_env(key: str, default: str = "") -> tuple[str, str]:
             """(value, where it came from): the environment wins over the file."""
@@ -200,24 +199,26 @@ class Settings:
                 "Name your alembic.ini, relative to the directory nose2 runs in",
             )
         allow_raw, _ = with_env("allow-database")
+        create_database = _parse_bool("create-database", one("create-database", "true"))
+        if url is not None:
+            backend_for(url, source, create_database=create_database)
         return cls(
             url=url,
             metadata=metadata,
             fixtures=_parse_paths("fixtures", values.get("fixtures", [])),
-            lock_timeout_ms=_parse_duration("lock-timeout", one("lock-timeout", _DEFAULT_LOCK_TIMEOUT)),
-            statement_timeout_ms=_parse_duration("statement-timeout", one("statement-timeout", _DEFAULT_STATEMENT_TIMEOUT)),
+            lock_timeout_ms=duration("lock-timeout", DEFAULT_LOCK_TIMEOUT_MS),
+            statement_timeout_ms=duration("statement-timeout", DEFAULT_STATEMENT_TIMEOUT_MS),
             pg_bindir=with_env("pg-bindir")[0] or None,
             keep_server=_parse_bool(keep_source, keep),
             server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
             server_dir=with_env("server-dir")[0] or None,
-            create_database=_parse_bool("create-database", one("create-database", "true")),
+            create_database=create_database,
             engines=_parse_paths("engines", values.get("engines", [])),
             sessions=_parse_paths("sessions", values.get("sessions", [])),
             alembic=alembic,
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool("sqltx-main-server", one("sqltx-main-server", "false")),
-            dsn_source=source,
         )
 
     def __repr__(self) -> str:  # never show the password
@@ -248,4 +249,53 @@ def import_object(path: str, key: str) -> Any:
             raise ConfigError(
                 key, path, f"module {module_name!r} has no attribute {attr!r}", "Check the name after the colon"
             ) from exc
+    return obj
+
+
+class Loaded(NamedTuple):
+    """The objects ``[sqltx]`` names, imported and checked."""
+
+    metadata: list[Any]
+    fixtures: list[Any]
+    redirect: dict[str, Any]
+
+
+def load_objects(settings: Settings) -> Loaded:
+    """Import the MetaData objects, fixture callables and app objects that
+    ``settings`` name; a wrong path or kind is a :class:`ConfigError`."""
+    redirect = {path: _load_app_object("engines", path, ("engine",)) for path in settings.engines}
+    redirect.update({path: _load_app_object("sessions", path, ("sessionmaker", "scoped_session", "Flask-SQLAlchemy"))
+                     for path in settings.sessions})
+    return Loaded([_load_metadata(path) for path in settings.metadata],
+                  [_load_fixture(path) for path in settings.fixtures], redirect)
+
+
+def _load_app_object(key: str, path: str, kinds: tuple[str, ...]) -> Any:
+    obj = import_object(path, key)
+    if redirect_kind(obj) not in kinds:
+        wanted = "an Engine" if key == "engines" else "a sessionmaker, a scoped_session or a Flask-SQLAlchemy db"
+        other = "sessions" if key == "engines" else "engines"
+        hint = f" (list it under {other})" if redirect_kind(obj) is not None else ""
+        raise ConfigError(key, path, f"is a {type(obj).__name__}, not {wanted}{hint}",
+                          "Point it at the object your app uses, e.g. myapp.db:engine or myapp:db")
+    return obj
+
+
+def _load_metadata(path: str) -> Any:
+    obj = import_object(path, "metadata")
+    if isinstance(obj, MetaData) or isinstance(getattr(obj, "metadata", None), MetaData):
+        return obj
+    raise ConfigError(
+        "metadata", path, f"is a {type(obj).__name__}, not a MetaData or a declarative Base",
+        "Point it at your MetaData or Base, e.g. myapp.models:Base",
+    )
+
+
+def _load_fixture(path: str) -> Any:
+    obj = import_object(path, "fixtures")
+    if not callable(obj):
+        raise ConfigError(
+            "fixtures", path, f"is a {type(obj).__name__}, not a callable",
+            "Point it at a function that takes the run's Connection, e.g. myapp.testing:seed",
+        )
     return obj

@@ -6,13 +6,19 @@ says what happened, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from .environment import ALLOW_DATABASE_ENV, DSN_ENV
+
 __unittest = True  # keep our frames out of test tracebacks
 
 __all__ = [
     "SqltxError",
     "ConfigError",
     "NotActiveError",
+    "AlreadyRunningError",
+    "ScopeEndedError",
+    "UnsupportedObjectError",
     "DatabaseUnavailableError",
+    "ConnectionLostError",
     "SetupError",
     "TransactionEndedError",
     "ImplicitCommitError",
@@ -71,6 +77,48 @@ class NotActiveError(SqltxError, RuntimeError):
         )
 
 
+class AlreadyRunningError(SqltxError, RuntimeError):
+    """A second :class:`~nose2_sqltx.IsolatedDatabase` was started while one runs.
+
+    ``running`` is the masked URL of the one that runs.
+    """
+
+    def __init__(self, running: str) -> None:
+        self.running = running
+        super().__init__(
+            f"another IsolatedDatabase is already running in this process (on {running}); stop it first "
+            "(one run per process: its transaction is what every test shares)"
+        )
+
+
+class ScopeEndedError(SqltxError, RuntimeError):
+    """A handle of a scope that has ended was asked for.
+
+    ``depth`` is the ended scope's depth (1: a class, 2: a test).
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        super().__init__(
+            f"this database scope (depth {depth}) has ended; use the current one "
+            "(self.session in a test, nose2_sqltx.current() elsewhere)"
+        )
+
+
+class UnsupportedObjectError(SqltxError, TypeError):
+    """An object given to redirect (or as metadata) is of a kind that cannot be used.
+
+    ``name`` is where it came from, ``kind`` its type's name, ``expected``
+    what would have worked.
+    """
+
+    def __init__(self, name: str, kind: str, expected: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.expected = expected
+        super().__init__(f"{name} is a {kind}, not {expected}")
+
+
 class DatabaseUnavailableError(SqltxError, ConnectionError):
     """The database named by the DSN could not be reached or logged into."""
 
@@ -79,7 +127,24 @@ class DatabaseUnavailableError(SqltxError, ConnectionError):
         self.reason = reason
         super().__init__(
             f"cannot connect to {url}: {reason}. Check that the server is running and "
-            "that dsn (or SQLTX_DSN) names the right host, port, user and database"
+            f"that dsn (or {DSN_ENV}) names the right host, port, user and database"
+        )
+
+
+class ConnectionLostError(SqltxError, ConnectionError):
+    """The run's connection to the database was lost (server stopped, backend terminated).
+
+    ``reason`` is the driver's one-line account. Nothing was committed by
+    it: a server rolls back the transaction of a connection that drops.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url  # already masked
+        self.reason = reason
+        super().__init__(
+            f"the connection to {url} was lost ({reason}); the server rolled back the run's transaction "
+            "when the connection dropped. Check that the server is running and that nothing terminates "
+            "the test run's connection"
         )
 
 
@@ -98,16 +163,21 @@ class TransactionEndedError(SqltxError):
     This happens when raw transaction-control SQL (``COMMIT``, ``ROLLBACK``,
     ``RELEASE``/``ROLLBACK TO`` of the plugin's own savepoints) is executed.
     ``statement`` is the last statement seen, ``committed`` whether the run's
-    work reached the database (it is removed again by the plugin).
+    work reached the database, ``dropped`` what nose2-sqltx dropped again
+    because it was committed, ``rebuilt`` whether the schema and fixtures
+    were made again for the tests that follow, and ``refused`` whether this
+    is the refusal of a later statement in the same test.
     """
 
     def __init__(self, statement: str | None, committed: bool, dropped: tuple[str, ...] = (),
-                 *, refused: bool = False) -> None:
+                 *, rebuilt: bool = False, refused: bool = False) -> None:
         self.statement = statement
         self.committed = committed
         self.dropped = dropped
+        self.rebuilt = rebuilt
         self.refused = refused
-        what = f"the statement {statement!r}" if statement else "a statement nose2-sqltx did not see (a cursor of another class?)"
+        what = (f"the statement {statement!r}" if statement
+                else "a statement nose2-sqltx did not see (a cursor of another class?)")
         fix = (
             "Use session.commit(), connection.commit() or rollback(), which nose2-sqltx maps "
             "onto savepoints, instead of executing COMMIT or ROLLBACK as SQL"
@@ -119,8 +189,10 @@ class TransactionEndedError(SqltxError):
             return
         damage = "the run's work up to then was committed" if committed else "the run's transaction is gone"
         if dropped:
-            damage += f"; nose2-sqltx dropped the tables it had created ({', '.join(dropped)}) and rebuilt the schema"
-        else:
+            damage += f"; nose2-sqltx dropped the tables it had created ({', '.join(dropped)})"
+            if rebuilt:
+                damage += " and rebuilt the schema"
+        elif rebuilt:
             damage += "; nose2-sqltx rebuilt the schema"
         super().__init__(f"{what} ended the test transaction ({damage}). {fix}")
 
@@ -148,7 +220,9 @@ class LeakError(SqltxError):
 
     ``statement`` is the write (shortened), ``engine`` the engine's masked URL,
     ``names`` where the engine was found among the loaded modules (``module:attr``),
-    and ``refused`` whether the write was stopped before it ran.
+    ``refused`` whether the write was stopped before it ran, and ``reported``
+    whether a test's result already carries it (so the end of the test does
+    not raise it a second time).
     """
 
     def __init__(self, statement: str, engine: str, names: tuple[str, ...] = (), *, refused: bool = True) -> None:
@@ -156,6 +230,7 @@ class LeakError(SqltxError):
         self.engine = engine
         self.names = names
         self.refused = refused
+        self.reported = False
         known = f" ({', '.join(names)})" if names else ""
         outcome = "it was refused, nothing was written" if refused else "it ran"
         if names:
@@ -209,7 +284,7 @@ class UnsafeDatabaseError(SqltxError):
             "that escapes the test transaction writes for real, so nose2-sqltx only runs on databases "
             "that look like test databases. Point dsn at one (a name with 'test' in it, holding no "
             f"other tables), or, if this database is meant for tests, add `allow-database = {database}` "
-            "under [sqltx] (or set SQLTX_ALLOW_DATABASE)"
+            f"under [sqltx] (or set {ALLOW_DATABASE_ENV})"
         )
 
 

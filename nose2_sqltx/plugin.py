@@ -28,30 +28,25 @@ This module only translates nose2's hooks into calls on
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 import traceback
-from typing import Any, NamedTuple
 import unittest
+from typing import Any
 
 from nose2.events import Plugin
-from sqlalchemy import MetaData
 
-from .config import Settings, import_object, mask_url
-from .dialects import backend_for
-from .dialects.base import exception_chain
-from .errors import ConfigError, LeakError, SqltxError
-from .apps import redirect_kind
-from .isolation import IsolatedDatabase, Scope
+from .config import Loaded, Settings, load_objects
+from .errors import ConfigError, SqltxError
+from .isolation import IsolatedDatabase
+from .messages import PREFIX
+from .scopes import Scope
 from .server import TemporaryPostgres
+from .signals import Terminated, catch_sigterm, die_by_sigterm, restore_sigterm
 from .testcase import DatabaseTest
 
 __unittest = True
 
 __all__ = ["SqltxPlugin"]
-
-PREFIX = "nose2-sqltx"
 
 
 class SqltxPlugin(Plugin):
@@ -66,16 +61,12 @@ class SqltxPlugin(Plugin):
         options = parser.items(self.configSection) if parser.has_section(self.configSection) else []
         try:
             self.settings = Settings.from_options(options)
-            if self.settings.url is not None:
-                backend_for(self.settings.url, self.settings.dsn_source,
-                            create_database=self.settings.create_database)
         except ConfigError as exc:
             _fatal(exc)
         self.database: IsolatedDatabase | None = None
         self.server: TemporaryPostgres | None = None
         self._parallel = False
-        self._url: Any = None
-        self._server_version = ""
+        self._preflighted: IsolatedDatabase | None = None
         self._plain: dict[int, Scope] = {}
         self._from_main_server = self.settings.from_main_server
         self._summary = ""
@@ -85,11 +76,11 @@ class SqltxPlugin(Plugin):
         transaction, create the schema, run the fixtures. Under nose2's
         multiprocess plugin the workers do the database part, each on its own."""
         self._terminated = False
-        self._previous_sigterm = _catch_sigterm(self._on_sigterm)
+        self._previous_sigterm = catch_sigterm(self._on_sigterm)
         self._parallel = _multiprocess_active(self.session)
         try:
             # Imports first: a typo should not cost a server start.
-            loaded = _load_objects(self.settings)
+            loaded = load_objects(self.settings)
             url = self.settings.url
             if url is None:
                 self.server = TemporaryPostgres(
@@ -98,23 +89,23 @@ class SqltxPlugin(Plugin):
                 )
                 self.server.start()
                 url = self.server.url
-            self._url = url
             if self._parallel:
                 # Workers are forked after this hook: hold no connection across
                 # the fork. Check what each worker will need, once, here.
-                self._server_version = self._make_database(url, loaded, schema=_worker_schema()).preflight()
+                self._preflighted = self._make_database(url, loaded, schema=_worker_schema())
+                self._preflighted.preflight()
             else:
                 self.database = self._make_database(url, loaded)
                 self.database.start()
         except SqltxError as exc:
             self.database = None
             self._stop_server()
-            _restore_sigterm(self._previous_sigterm)
+            restore_sigterm(self._previous_sigterm)
             _fatal(exc)
         except BaseException:  # Ctrl-C while starting: leave nothing behind
             self.database = None
             self._stop_server()
-            _restore_sigterm(self._previous_sigterm)
+            restore_sigterm(self._previous_sigterm)
             raise
 
     def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
@@ -150,9 +141,9 @@ class SqltxPlugin(Plugin):
             url = self.settings.url
             if url is None:
                 raise SqltxError("the worker got no database URL from the main process")
-            self.database = self._make_database(url, _load_objects(self.settings), schema=_worker_schema())
+            self.database = self._make_database(url, load_objects(self.settings), schema=_worker_schema())
             self.database.start()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever it is, every test of the worker reports it
             self.database = None
             error = exc if isinstance(exc, SqltxError) else SqltxError(f"{type(exc).__name__}: {exc}")
             event.executeTests = lambda suite, result: _fail_all(suite, result, error)
@@ -163,7 +154,7 @@ class SqltxPlugin(Plugin):
         if database is not None:
             try:
                 database.stop()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a worker can only say it on stderr
                 print(f"{PREFIX}: worker {os.getpid()}: {exc}", file=sys.stderr)
 
     def _stop_server(self) -> None:
@@ -182,7 +173,7 @@ class SqltxPlugin(Plugin):
         if self.database is not None and not isinstance(event.test, DatabaseTest):
             try:
                 self._plain[id(event.test)] = self.database.begin_scope()
-            except Exception:
+            except Exception:  # noqa: BLE001 - the test's error, whatever it is
                 event.result.addError(event.test, _short_exc_info())
 
     def stopTest(self, event: Any) -> None:
@@ -191,7 +182,7 @@ class SqltxPlugin(Plugin):
         if scope is not None and self.database is not None:
             try:
                 self.database.end_scope(scope)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the test's error, whatever it is
                 event.result.addError(event.test, _short_exc_info())
 
     def setTestOutcome(self, event: Any) -> None:
@@ -202,41 +193,35 @@ class SqltxPlugin(Plugin):
             if scope is not None:
                 try:
                     self.database.end_scope(scope)
-                except Exception:
+                except Exception:  # noqa: BLE001 - the test's error, whatever it is
                     event.outcome, event.expected, event.exc_info = "error", False, _short_exc_info()
         exc = event.exc_info[1] if event.exc_info else None
-        for cause in exception_chain(exc) if exc is not None else ():
-            if isinstance(cause, LeakError):
-                cause.reported = True  # type: ignore[attr-defined]  # the test's end need not raise it again
         if exc is not None and self.database is not None:
-            note = self.database.explain(exc)
-            if note and note not in getattr(exc, "__notes__", ()):
-                exc.add_note(note)
+            self.database.annotate(exc)
 
     def stopTestRun(self, event: Any) -> None:
         """Roll back everything and close; a problem here fails the run."""
-        _restore_sigterm(getattr(self, "_previous_sigterm", None))
+        restore_sigterm(getattr(self, "_previous_sigterm", None))
         database, self.database = self.database, None
         server = self.server
         try:
             if database is not None:
                 database.stop()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
             _report_end_of_run(event, exc)
         finally:
             try:
                 self._stop_server()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
                 _report_end_of_run(event, exc)
+        described = server.describe() if server is not None else None
         if database is not None:
-            self._summary = _summary(database.server_version, database.masked_url, server, _run_details(database))
-        elif self._parallel and self._url is not None:
-            backend = backend_for(self._url, create_database=self.settings.create_database)
-            self._summary = _summary(self._server_version, mask_url(self._url), server,
-                                     f"parallel workers, each in {backend.worker_namespace}; {backend.cleanup_note}")
+            self._summary = database.summary(described)
+        elif self._preflighted is not None:
+            self._summary = self._preflighted.summary(described, ran=False)
         if getattr(self, "_terminated", False):
             print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
-            os.kill(os.getpid(), signal.SIGTERM)  # die as SIGTERM would have (exit 143)
+            die_by_sigterm()
 
     def afterSummaryReport(self, event: Any) -> None:
         """Say which database was used and how long the set-up took."""
@@ -281,72 +266,6 @@ def _report_end_of_run(event: Any, exc: Exception) -> None:
     event.result.addError(EndOfRun(), _without_traceback(exc))
 
 
-def _summary(version: str, masked_url: str, server: TemporaryPostgres | None, details: str) -> str:
-    """The last line of the report: which database, and how the run went."""
-    where = f" ({server.describe()})" if server is not None else ""
-    return f"{PREFIX}: {version}{where} at {masked_url}; {details}"
-
-
-def _run_details(database: IsolatedDatabase) -> str:
-    tables = sum(len(m.tables) for m in database.metadata) if database.metadata else len(database.created_tables)
-    t = database.timings
-    return (
-        f"connect {t.get('connect', 0):.3f}s, schema ({tables} tables) {t.get('schema', 0):.3f}s, "
-        f"fixtures {t.get('fixtures', 0):.3f}s; "
-        + (f"code under test ended the run's transaction {len(database.incidents)} time(s), see the errors above"
-           if database.incidents else database.backend.cleanup_note)
-        + ("; the database was changed outside the run, see the error above" if database.changed else "")
-    )
-
-
-class Loaded(NamedTuple):
-    """The objects ``[sqltx]`` names, imported."""
-
-    metadata: list[Any]
-    fixtures: list[Any]
-    redirect: dict[str, Any]
-
-
-def _load_objects(settings: Settings) -> Loaded:
-    """Import the MetaData objects, fixture callables and app objects that ``[sqltx]`` names."""
-    redirect = {path: _load_app_object("engines", path, ("engine",)) for path in settings.engines}
-    redirect.update({path: _load_app_object("sessions", path, ("sessionmaker", "scoped_session", "Flask-SQLAlchemy"))
-                     for path in settings.sessions})
-    return Loaded([_load_metadata(path) for path in settings.metadata],
-                  [_load_fixture(path) for path in settings.fixtures], redirect)
-
-
-def _load_app_object(key: str, path: str, kinds: tuple[str, ...]) -> Any:
-    obj = import_object(path, key)
-    if redirect_kind(obj) not in kinds:
-        wanted = "an Engine" if key == "engines" else "a sessionmaker, a scoped_session or a Flask-SQLAlchemy db"
-        other = "sessions" if key == "engines" else "engines"
-        hint = f" (list it under {other})" if redirect_kind(obj) is not None else ""
-        raise ConfigError(key, path, f"is a {type(obj).__name__}, not {wanted}{hint}",
-                          "Point it at the object your app uses, e.g. myapp.db:engine or myapp:db")
-    return obj
-
-
-def _load_metadata(path: str) -> Any:
-    obj = import_object(path, "metadata")
-    if isinstance(obj, MetaData) or isinstance(getattr(obj, "metadata", None), MetaData):
-        return obj
-    raise ConfigError(
-        "metadata", path, f"is a {type(obj).__name__}, not a MetaData or a declarative Base",
-        "Point it at your MetaData or Base, e.g. myapp.models:Base",
-    )
-
-
-def _load_fixture(path: str) -> Any:
-    obj = import_object(path, "fixtures")
-    if not callable(obj):
-        raise ConfigError(
-            "fixtures", path, f"is a {type(obj).__name__}, not a callable",
-            "Point it at a function that takes the run's Connection, e.g. myapp.testing:seed",
-        )
-    return obj
-
-
 def _without_traceback(exc: BaseException) -> Any:
     # Our message says it all. nose2 takes a "traceback" that is a list of
     # lines as already formatted.
@@ -358,25 +277,6 @@ def _short_exc_info() -> Any:
     if isinstance(exc, SqltxError):
         return _without_traceback(exc)
     return sys.exc_info()
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, on its way to stopTestRun."""
-
-
-def _catch_sigterm(handler: Any) -> Any:
-    """Install ``handler`` for SIGTERM if nobody else handles it; return the old one."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return None  # someone else's handler: leave it alone
-    signal.signal(signal.SIGTERM, handler)
-    return signal.SIG_DFL
-
-
-def _restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _fatal(exc: Exception) -> None:

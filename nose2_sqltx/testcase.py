@@ -29,8 +29,8 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from . import isolation
-from .isolation import Scope, active_database
+from .isolation import active_database, is_running
+from .scopes import Scope
 
 __unittest = True
 
@@ -59,7 +59,7 @@ class _Handle:
         else:
             scope = vars(owner).get("_sqltx_class_scope")
             if scope is None or scope.closed:
-                if obj is None and isolation._active is None:
+                if obj is None and not is_running():
                     return self  # test loaders scan class attributes before the run
                 scope = active_database("DatabaseTest").current_scope
         return getattr(scope, self.name)

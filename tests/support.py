@@ -7,7 +7,9 @@ PostgreSQL comes from ``SQLTX_TEST_DSN`` (default: the server on
 never a skip.
 
 The scenario suite runs on every :data:`TARGETS` entry: each database with
-each driver, SQLite in memory and in a file.
+each driver, SQLite in memory and in a file. With ``SQLTX_TEST_QUICK=1``
+(``bash scripts/test quick``) it runs on one driver per database and the
+soak is shorter: for iterating, never instead of the full run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sys
 import tempfile
 import time
 import unittest
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,15 @@ DSN_ENV = "SQLTX_TEST_DSN"
 DEFAULT_DSN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 MYSQL_DSN_ENV = "SQLTX_TEST_MYSQL_DSN"
 DEFAULT_MYSQL_DSN = "mysql+pymysql://root@127.0.0.1:3306/test"
+QUICK_ENV = "SQLTX_TEST_QUICK"
+#: one driver per database and a shorter soak (scripts/test quick)
+QUICK = os.environ.get(QUICK_ENV, "") not in ("", "0")
 #: every database/driver the scenario suite runs on; "sqlite-file" is a file
 #: in a fresh directory, which must be empty again after the run
-TARGETS = ("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite", "sqlite-file")
-MYSQL_TARGETS = ("mysql+pymysql", "mysql+mysqldb")
+ALL_TARGETS = ("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite", "sqlite-file")
+TARGETS = ("postgresql+psycopg2", "mysql+pymysql", "sqlite") if QUICK else ALL_TARGETS
+#: the databases with a server, each with every driver (quick: one each)
+SERVER_TARGETS = tuple(t for t in TARGETS if not t.startswith("sqlite"))
 SCENARIOS = Path(__file__).parent / "functional" / "scenarios"
 ROOT = Path(__file__).parent.parent
 DRIVERS = ("psycopg2", "psycopg")
@@ -56,6 +63,27 @@ def mysql_dsn(driver: str = "pymysql") -> str:
     """The MySQL/MariaDB test server's URL, for the given driver."""
     url = make_url(os.environ.get(MYSQL_DSN_ENV) or DEFAULT_MYSQL_DSN).set(drivername=f"mysql+{driver}")
     return url.render_as_string(hide_password=False)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without any SQLTX_ variable (a run must
+    see only what the test gives it), with the scenarios' PYTHONPATH, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
+    env["PYTHONPATH"] = PYTHONPATH
+    env.update(extra)
+    return env
+
+
+def each_target(*targets: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Run a ``FunctionalTest`` method taking ``target`` once per target, as
+    a test of its own (``test_x__mysql_pymysql``); none given: :data:`TARGETS`.
+    Targets a quick run leaves out are left out here too."""
+
+    def mark(method: Callable[..., None]) -> Callable[..., None]:
+        method._targets = tuple(t for t in (targets or TARGETS) if t in TARGETS)  # type: ignore[attr-defined]
+        return method
+
+    return mark
 
 
 def target_dsn(target: str, directory: str | None = None) -> str:
@@ -179,8 +207,7 @@ def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str
               set_dsn: bool = True, timeout: float = 300, verbose: bool = True, target: str | None = None) -> Run:
     """Run ``python -m nose2 [-v]`` in scenario directory ``scenario``, on
     PostgreSQL with ``driver``, or on ``target`` (see :data:`TARGETS`)."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
-    full_env["PYTHONPATH"] = PYTHONPATH
+    full_env = clean_env()
     if set_dsn:
         full_env["SQLTX_DSN"] = target_dsn(target) if target else dsn(driver)
     full_env.update(env or {})
@@ -198,8 +225,7 @@ def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
     (schema created, transaction open) until the block ends."""
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "ready"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
-               "PYTHONPATH": PYTHONPATH, "SQLTX_MARKER": str(marker), **(env or {})}
+        env = clean_env(SQLTX_MARKER=str(marker), **(env or {}))
         if set_dsn:
             env["SQLTX_DSN"] = target_dsn(target) if target else dsn()
         proc = subprocess.Popen(
@@ -225,6 +251,16 @@ class FunctionalTest(unittest.TestCase):
     """Checks that every run leaves the database exactly as it found it."""
 
     maxDiff = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, method in list(vars(cls).items()):
+            targets = getattr(method, "_targets", None)
+            if targets is None:
+                continue
+            delattr(cls, name)
+            for target in targets:
+                setattr(cls, f"{name}__{target.replace('+', '_').replace('-', '_')}", _bound(method, target))
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -260,3 +296,11 @@ class FunctionalTest(unittest.TestCase):
 
     def assertRan(self, run: Run, tests: int) -> None:
         self.assertIn(f"Ran {tests} test", run.stderr, run.output)
+
+
+def _bound(method: Callable[..., None], target: str) -> Callable[[Any], None]:
+    def test(self: Any) -> None:
+        method(self, target)
+
+    test.__doc__ = method.__doc__
+    return test

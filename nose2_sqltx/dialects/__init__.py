@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from ..config import mask_url
 from ..errors import ConfigError
-from .base import Backend, register, registry
+from ..messages import mask_url
 from . import mysql as _mysql  # noqa: F401  (each registers itself)
 from . import postgresql as _postgresql  # noqa: F401
 from . import sqlite as _sqlite  # noqa: F401
+from .base import Backend, register, registry
 
 __unittest = True
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, inspect
 from sqlalchemy.engine import URL
 
-from ..config import mask_url
 from ..errors import ConfigError, SetupError
+from ..messages import mask_url
 
 __unittest = True
 
@@ -35,7 +35,7 @@ class Backend:
 
     ``drivers`` maps each supported SQLAlchemy driver name to the package that
     provides it (named in the error when it is missing); :meth:`install`
-    makes the engine create guarded connections (see :mod:`nose2_sqltx.guard`).
+    makes the engine create savepoint connections (see :mod:`nose2_sqltx.savepoints`).
     """
 
     name: ClassVar[str] = "*"
@@ -113,7 +113,7 @@ class Backend:
         return [s for s in inspect(conn).get_schema_names() if s not in SYSTEM_SCHEMAS and not s.startswith("pg_")]
 
     def install(self, engine: Engine) -> None:
-        """Make ``engine`` create guarded DB-API connections."""
+        """Make ``engine`` create :class:`~nose2_sqltx.savepoints.SavepointConnection` DB-API connections."""
         raise NotImplementedError
 
     def begin_sql(self) -> list[str]:
@@ -138,6 +138,18 @@ class Backend:
             "(nose2's multiprocess plugin)",
         )
 
+    def drop_private_namespace(self, conn: Connection, name: str) -> tuple[str, ...]:
+        """After the run's transaction was committed behind its back: drop the
+        namespace :meth:`private_namespace_sql` made, if it is there; return
+        what was dropped (for the message)."""
+        return ()
+
+    def work_committed(self, statement: str | None, dropped: tuple[str, ...]) -> bool:
+        """Whether the run's work reached the database when ``statement`` (None:
+        not seen) ended its transaction. With transactional DDL the run's
+        tables can only have been there to drop (``dropped``) if it was."""
+        return bool(dropped)
+
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 
@@ -150,29 +162,13 @@ class Backend:
         return None
 
 
-def exception_chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and what it wraps: SQLAlchemy's ``.orig``, else ``__cause__``."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        yield cause
-        cause = getattr(cause, "orig", None) or cause.__cause__
-
-
-def first_line(exc: BaseException) -> str:
-    """The first line of a (driver's) error message, for one-line reports."""
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def remember_isolation_level(engine: Engine) -> None:
     """Keep SQLAlchemy's isolation-level changes away from an armed connection.
 
     For drivers whose isolation level SQLAlchemy sets with SQL (MySQL's
     ``SET SESSION TRANSACTION ...; COMMIT``) or with a setting that commits
-    (sqlite3's ``isolation_level``): while the guard is armed, the level is
-    remembered (``AUTOCOMMIT`` switches on the guard's emulated autocommit)
+    (sqlite3's ``isolation_level``): while the connection is armed, the level is
+    remembered (``AUTOCOMMIT`` switches on its emulated autocommit)
     instead of being applied.
     """
     dialect: Any = engine.dialect
@@ -180,15 +176,15 @@ def remember_isolation_level(engine: Engine) -> None:
     real_get = dialect.get_isolation_level
 
     def set_isolation_level(dbapi_connection: Any, level: str) -> None:
-        if getattr(dbapi_connection, "_sqltx_armed", False):
-            dbapi_connection._sqltx_set("isolation_level", level)
-            dbapi_connection._sqltx_set("autocommit", level == "AUTOCOMMIT")
+        if getattr(dbapi_connection, "sqltx_armed", False):
+            dbapi_connection.sqltx_remember("isolation_level", level)
+            dbapi_connection.sqltx_remember("autocommit", level == "AUTOCOMMIT")
             return
         real_set(dbapi_connection, level)
 
     def get_isolation_level(dbapi_connection: Any) -> Any:
-        if getattr(dbapi_connection, "_sqltx_armed", False):
-            remembered = dbapi_connection._sqltx_get("isolation_level", None)
+        if getattr(dbapi_connection, "sqltx_armed", False):
+            remembered = dbapi_connection.sqltx_remembered("isolation_level", None)
             if remembered is not None:
                 return remembered
         return real_get(dbapi_connection)

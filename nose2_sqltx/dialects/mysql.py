@@ -25,17 +25,19 @@ from __future__ import annotations
 import importlib
 import re
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from ..apps import unwatched
 from ..errors import ImplicitCommitError, SetupError
-from ..guard import IDLE, INTRANS, Guard, _short, reported
-from .base import SYSTEM_SCHEMAS, Backend, exception_chain, first_line, register, remember_isolation_level
+from ..leaks import unwatched
+from ..messages import exception_chain, first_line, short_sql
+from ..savepoints import IDLE, INTRANS, SavepointConnection, reported
+from .base import SYSTEM_SCHEMAS, Backend, register, remember_isolation_level
+from .mysql_statements import ends_transaction, implicit_commit_fix, rolls_back
 
 __unittest = True
 
@@ -50,53 +52,8 @@ _SERVER_STATUS_IN_TRANS = 1
 _LOCK_WAIT_TIMEOUT = 1205
 _STATEMENT_TIMEOUTS = {1969, 3024}  # MariaDB max_statement_time, MySQL max_execution_time
 
-# Leading whitespace and comments, then the statement's first words.
-_HEAD = re.compile(r"(?:\s+|/\*.*?\*/|(?:--|#)[^\n]*(?:\n|$))*", re.S)
-_TRANSACTION = re.compile(r"(?:BEGIN|START\s+TRANSACTION|XA\s)|SET\s+(?:SESSION\s+|@@(?:SESSION\.)?)?AUTOCOMMIT\b", re.I)
-_ENDS = re.compile(r"(?:COMMIT|ROLLBACK)\b(?!\s+(?:WORK\s+)?TO\b)", re.I)
-_TEMPORARY = re.compile(r"(?:CREATE|DROP)\s+(?:OR\s+REPLACE\s+)?TEMPORARY\b", re.I)
-_DDL = re.compile(
-    r"(?:ALTER|CREATE|DROP|RENAME|TRUNCATE|GRANT|REVOKE|LOCK\s+TABLES?|UNLOCK\s+TABLES?|ANALYZE|"
-    r"OPTIMIZE|REPAIR|CHECK\s+TABLE|FLUSH|RESET|INSTALL|UNINSTALL|CACHE\s+INDEX|LOAD\s+INDEX)\b",
-    re.I,
-)
-_FIX_DDL = (
-    "Declare the table in the metadata named under [sqltx] (the schema is created once, before "
-    "the tests), use CREATE TEMPORARY TABLE, give this test real commits (real_commits = True on "
-    "its class, or @nose2_sqltx.real_commits on the test; it then undoes its DDL itself), or run it "
-    "against PostgreSQL or SQLite, where DDL is transactional"
-)
-_FIX_TRANSACTION = (
-    "Use SQLAlchemy's begin()/commit() or execution_options(isolation_level=\"AUTOCOMMIT\"), which "
-    "nose2-sqltx maps onto savepoints, instead of transaction control as SQL"
-)
-
-
-def _head(statement: object) -> str:
-    """``statement`` as text from its first word on (leading comments skipped)."""
-    if isinstance(statement, bytes):
-        statement = statement.decode("utf-8", "replace")
-    sql = str(statement)
-    return sql[_HEAD.match(sql).end():]  # type: ignore[union-attr]
-
-
-def implicit_commit_fix(statement: object) -> str | None:
-    """What to do instead, if ``statement`` would commit implicitly on MySQL/MariaDB."""
-    head = _head(statement)
-    if _TRANSACTION.match(head):
-        return _FIX_TRANSACTION
-    if _DDL.match(head) and not _TEMPORARY.match(head):
-        return _FIX_DDL
-    return None
-
-
-def ends_transaction(statement: object) -> bool:
-    """Whether ``statement`` is a plain COMMIT or ROLLBACK (not ROLLBACK TO a savepoint)."""
-    return bool(_ENDS.match(_head(statement)))
-
-
 def _adapter(module: str) -> tuple[Any, Any]:
-    """Guarded connection and cursor classes for PyMySQL or mysqlclient, whose
+    """Savepoint connection and cursor classes for PyMySQL or mysqlclient, whose
     connection APIs are alike (``autocommit()`` and ``begin()`` are methods)."""
     base: Any = importlib.import_module(f"{module}.connections").Connection
     base_cursor: Any = importlib.import_module(f"{module}.cursors").Cursor
@@ -109,7 +66,7 @@ def _adapter(module: str) -> tuple[Any, Any]:
         def executemany(self, query: Any, args: Any) -> Any:
             return reported(self.connection, query, lambda: super(Cursor, self).executemany(query, args))
 
-    class MySQLConnection(Guard, base):
+    class MySQLConnection(SavepointConnection, base):
         _sqltx_server = "MySQL"
 
         def cursor(self, *args: Any, **kwargs: Any) -> Any:
@@ -119,7 +76,7 @@ def _adapter(module: str) -> tuple[Any, Any]:
             return super().cursor(*args, **kwargs)
 
         def _sqltx_exec(self, sql: str) -> None:
-            cur = base_cursor(self)  # plain: not reported to the guard
+            cur = base_cursor(self)  # plain: not reported
             try:
                 cur.execute(sql)
             finally:
@@ -132,14 +89,14 @@ def _adapter(module: str) -> tuple[Any, Any]:
         def _sqltx_precheck(self, statement: object) -> None:
             fix = implicit_commit_fix(statement)
             if fix is not None:
-                raise ImplicitCommitError(_short(statement), self._sqltx_server, fix)
+                raise ImplicitCommitError(short_sql(statement), self._sqltx_server, fix)
             if not status_known:
                 self._sqltx_ending = ends_transaction(statement)
 
         def _sqltx_status(self) -> int:
             # PyMySQL keeps the server's status flags of the last OK packet.
             # mysqlclient does not expose them, so there a COMMIT or ROLLBACK
-            # is known by its text; one the guard cannot see (a stored
+            # is known by its text; one the cursors cannot see (a stored
             # procedure, a foreign cursor) is found when the scope ends, as
             # its savepoint is gone.
             if not status_known:
@@ -157,20 +114,23 @@ def _adapter(module: str) -> tuple[Any, Any]:
             if self.open:  # both drivers raise on a second close; psycopg does not
                 base.close(self)
 
+        def _sqltx_alive(self) -> bool:
+            return bool(self.open)
+
         def autocommit(self, value: Any) -> None:
-            if self._sqltx_armed:
-                self._sqltx_set("autocommit", bool(value))
-                return None
-            return base.autocommit(self, value)
+            if self.sqltx_armed:
+                self.sqltx_remember("autocommit", bool(value))
+            else:
+                base.autocommit(self, value)
 
         def get_autocommit(self) -> bool:
-            if self._sqltx_armed:
-                return bool(self._sqltx_get("autocommit", False))
+            if self.sqltx_armed:
+                return bool(self.sqltx_remembered("autocommit", False))
             return bool(base.get_autocommit(self))
 
         def begin(self) -> None:
             # The run's transaction is always open; a real BEGIN would commit it.
-            if not self._sqltx_armed:
+            if not self.sqltx_armed:
                 base.begin(self)
 
     return MySQLConnection, Cursor
@@ -187,7 +147,7 @@ class MySQL(Backend):
     (``mysql://``, ``mysql+mysqldb://``)."""
 
     display_name = "MySQL"
-    drivers = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+    drivers: ClassVar[dict[str, str]] = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
     transactional_ddl = False
     worker_namespace = "a database of its own, dropped at the end"
 
@@ -224,7 +184,7 @@ class MySQL(Backend):
     def prepare(self) -> URL:
         if not self.create_database:
             return self.url
-        # A plain (unguarded) connection that lives as long as the run: its id
+        # A plain connection (no savepoint mapping) that lives as long as the run: its id
         # names the database, and it is what tells later runs this one is alive.
         self._admin_engine = unwatched(create_engine(self.url, poolclass=NullPool))
         admin = self._admin = self._admin_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -325,7 +285,7 @@ class MySQL(Backend):
 
     def begin_sql(self) -> list[str]:
         # Explicit, so that the server's "in transaction" flag is set from the
-        # start and a commit behind the guard's back shows.
+        # start and a commit behind the run's back shows.
         return ["START TRANSACTION"]
 
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
@@ -349,6 +309,11 @@ class MySQL(Backend):
             f"parallel runs on {self.display_name} need a database per worker: remove "
             "create-database = false from [sqltx], or run without -N",
         )
+
+    def work_committed(self, statement: str | None, dropped: tuple[str, ...]) -> bool:
+        # The schema is committed here whatever happened, so ``dropped`` says
+        # nothing: assume the worst unless the statement was a ROLLBACK.
+        return statement is None or not rolls_back(statement)
 
     def server_version(self, dbapi_connection: Any) -> str:
         info = str(dbapi_connection.get_server_info())

@@ -1,27 +1,38 @@
 """PostgreSQL: transactional DDL, so the whole run is one rolled-back transaction.
 
-Guarded connection classes for psycopg2 and psycopg 3. Each is a real
+Savepoint connection classes for psycopg2 and psycopg 3. Each is a real
 subclass of the driver's connection (psycopg2's C code type-checks the
 connection in ``register_type``), with a cursor class that reports every
-statement to the :class:`~nose2_sqltx.guard.Guard`.
+statement to the :class:`~nose2_sqltx.savepoints.SavepointConnection`.
 """
 
 from __future__ import annotations
 
 import re
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy.schema import DropSchema
 
-from ..guard import IDLE, Guard, guarded_setting, reported
-from .base import Backend, exception_chain, register
+from ..errors import SetupError
+from ..messages import exception_chain
+from ..savepoints import IDLE, SavepointConnection, guarded_setting, reported
+from .base import Backend, register
 
 __unittest = True
 
 # Command statuses after which a rolled-back scope can leave prepared statements
 # stale (psycopg 3's own list, plus CREATE).
-_SCHEMA_CHANGE = re.compile(r"^(?:CREATE|DROP|ALTER|TRUNCATE|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b").match
+_SCHEMA_CHANGE = re.compile(r"^(?:CREATE|DROP|ALTER|TRUNCATE|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b")
+#: a schema name the run may create and drop (it is pasted into DDL)
+_PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def stales_prepared_statements(command_status: str) -> bool:
+    """Whether a statement with this command status can leave psycopg 3's
+    prepared statements stale once its scope is rolled back."""
+    return bool(_SCHEMA_CHANGE.match(command_status))
 
 #: shown in pg_stat_activity unless the URL names its own application_name
 APPLICATION_NAME = "nose2-sqltx"
@@ -40,7 +51,7 @@ def _psycopg2_classes() -> tuple[Any, Any]:
         def executemany(self, query: Any, vars_list: Any) -> Any:
             return reported(self.connection, query, lambda: super(Cursor, self).executemany(query, vars_list))
 
-    class Connection(Guard, ext.connection):
+    class Connection(SavepointConnection, ext.connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.cursor_factory = Cursor
@@ -62,6 +73,9 @@ def _psycopg2_classes() -> tuple[Any, Any]:
         def _sqltx_real_close(self) -> None:
             ext.connection.close(self)
 
+        def _sqltx_alive(self) -> bool:
+            return not self.closed
+
         # psycopg2's own versions refuse inside a transaction, or roll it back.
         autocommit = guarded_setting(ext.connection.autocommit, "autocommit")
         readonly = guarded_setting(ext.connection.readonly, "readonly")
@@ -70,23 +84,24 @@ def _psycopg2_classes() -> tuple[Any, Any]:
         @property
         def isolation_level(self) -> Any:
             real = ext.connection.isolation_level.__get__(self)
-            return self._sqltx_get("isolation_level", real) if self._sqltx_armed else real
+            return self.sqltx_remembered("isolation_level", real) if self.sqltx_armed else real
 
         def set_isolation_level(self, level: int) -> None:
-            if not self._sqltx_armed:
-                return ext.connection.set_isolation_level(self, level)
-            self._sqltx_set("autocommit", level == ext.ISOLATION_LEVEL_AUTOCOMMIT)
-            self._sqltx_set("isolation_level", level)
-            return None
+            if not self.sqltx_armed:
+                ext.connection.set_isolation_level(self, level)
+                return
+            self.sqltx_remember("autocommit", level == ext.ISOLATION_LEVEL_AUTOCOMMIT)
+            self.sqltx_remember("isolation_level", level)
 
         def set_session(self, isolation_level: Any = None, readonly: Any = None,
                         deferrable: Any = None, autocommit: Any = None) -> None:
-            if not self._sqltx_armed:
-                return ext.connection.set_session(self, isolation_level, readonly, deferrable, autocommit)
+            if not self.sqltx_armed:
+                ext.connection.set_session(self, isolation_level, readonly, deferrable, autocommit)
+                return
             for name, value in (("isolation_level", isolation_level), ("readonly", readonly),
                                 ("deferrable", deferrable), ("autocommit", autocommit)):
                 if value is not None:
-                    self._sqltx_set(name, value)
+                    self.sqltx_remember(name, value)
             return None
 
     return Connection, Cursor
@@ -105,7 +120,7 @@ def _psycopg_classes() -> tuple[Any, Any]:
             try:
                 return reported(self.connection, query, lambda: super(Cursor, self).execute(query, params, **kwargs))
             finally:
-                if _SCHEMA_CHANGE(self.statusmessage or ""):
+                if stales_prepared_statements(self.statusmessage or ""):
                     conn: Any = self.connection
                     conn._sqltx_schema_changed = True
 
@@ -113,7 +128,7 @@ def _psycopg_classes() -> tuple[Any, Any]:
             return reported(self.connection, query,
                              lambda: super(Cursor, self).executemany(query, params_seq, **kwargs))
 
-    class Connection(Guard, base):
+    class Connection(SavepointConnection, base):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.cursor_factory = Cursor
@@ -129,12 +144,12 @@ def _psycopg_classes() -> tuple[Any, Any]:
             # command status, because rolled-back DDL can leave them stale.
             # Our savepoint rollbacks would trigger that after every test (it
             # cost about a quarter of a test's time), so they go to libpq
-            # directly, bypassing the guard and psycopg's bookkeeping alike,
+            # directly, past the cursors and psycopg's bookkeeping alike,
             # unless the scope changed the schema: then psycopg's caution is
             # right and the statement takes psycopg's own path.
             if self._sqltx_schema_changed or self.pgconn.transaction_status == IDLE:
                 self._sqltx_schema_changed = False
-                with psycopg.Cursor(self) as cur:  # plain: not reported to the guard
+                with psycopg.Cursor(self) as cur:  # plain: not reported
                     cur.execute(sql)
                 return
             result = self.pgconn.exec_(sql.encode())
@@ -149,6 +164,9 @@ def _psycopg_classes() -> tuple[Any, Any]:
 
         def _sqltx_real_close(self) -> None:
             base.close(self)
+
+        def _sqltx_alive(self) -> bool:
+            return not (self.closed or self.broken)
 
         autocommit = guarded_setting(base.autocommit, "autocommit")
         isolation_level = guarded_setting(base.isolation_level, "isolation_level")
@@ -177,7 +195,7 @@ class PostgreSQL(Backend):
 
     display_name = "PostgreSQL"
     #: driver name in the URL -> the package that provides it
-    drivers = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
+    drivers: ClassVar[dict[str, str]] = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
 
     def install(self, engine: Engine) -> None:
         if self.driver == "psycopg2":
@@ -207,9 +225,17 @@ class PostgreSQL(Backend):
         # cannot see it, and tables of the same name in different schemas do
         # not contend on the catalog, so workers never wait for each other.
         # It goes with the rollback at the end.
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
-            raise ValueError(f"not a plain schema name: {name!r}")
+        if not _PLAIN_NAME.fullmatch(name):
+            raise SetupError("giving the run a schema of its own",
+                             f"{name!r} is not a plain schema name (lower-case letters, digits and _)")
         return [f"CREATE SCHEMA {name}", f"SET search_path TO {name}, public"]
+
+    def drop_private_namespace(self, conn: Connection, name: str) -> tuple[str, ...]:
+        if name not in inspect(conn).get_schema_names():
+            return ()
+        conn.execute(DropSchema(name, cascade=True))
+        conn.commit()
+        return (f"schema {name}",)
 
     def server_version(self, dbapi_connection: Any) -> str:
         number = int(dbapi_connection.info.server_version)

@@ -3,7 +3,7 @@
 Python's sqlite3 driver, in its default (legacy) transaction mode, begins
 transactions itself and commits before some statements; savepoints then do
 not nest inside the run's transaction, and DDL or data from released
-savepoints escapes the final rollback. The guarded connection therefore has
+savepoints escapes the final rollback. The run's connection therefore has
 the driver's transaction handling off (``isolation_level=None``, SQLAlchemy's
 documented workaround) and the run's ``BEGIN`` is emitted here.
 
@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
 from ..errors import SetupError
-from ..guard import IDLE, INTRANS, Guard, guarded_setting, reported
+from ..savepoints import IDLE, INTRANS, SavepointConnection, guarded_setting, reported
 from .base import Backend, register, remember_isolation_level
 
 __unittest = True
@@ -59,7 +59,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
         def executescript(self, sql_script: Any) -> Any:
             # sqlite3 commits before running a script (Python < 3.12 always):
             # run its statements one by one inside the test transaction instead.
-            if not getattr(self.connection, "_sqltx_armed", False):
+            if not getattr(self.connection, "sqltx_armed", False):
                 return super().executescript(sql_script)
             for statement in split_script(sql_script):
                 self.execute(statement)
@@ -69,7 +69,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
     real_isolation_level: Any = sqlite3.Connection.__dict__["isolation_level"]
     real_autocommit: Any = sqlite3.Connection.__dict__.get("autocommit")  # Python 3.12+
 
-    class Connection(Guard, sqlite3.Connection):
+    class Connection(SavepointConnection, sqlite3.Connection):
         def cursor(self, factory: Any = None) -> Any:
             self._sqltx_dirty = True  # a cursor of another class bypasses ours
             return super().cursor(factory or Cursor)
@@ -85,7 +85,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
             return self.cursor().executescript(sql_script)
 
         def _sqltx_exec(self, sql: str) -> None:
-            cur = sqlite3.Cursor(self)  # plain: not reported to the guard
+            cur = sqlite3.Cursor(self)  # plain: not reported
             try:
                 cur.execute(sql)
             finally:
@@ -96,7 +96,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
         def _sqltx_status(self) -> int:
             # SQLite has no "failed transaction" state: a failed statement is
             # undone on its own, and the few errors that roll back the whole
-            # transaction leave it idle, which the guard reports.
+            # transaction leave it idle, which is reported as the run's end.
             return INTRANS if self.in_transaction else IDLE
 
         def _sqltx_real_commit(self) -> None:
@@ -123,7 +123,7 @@ class SQLite(Backend):
     ``sqlite:///path/to/file.db``)."""
 
     display_name = "SQLite"
-    drivers = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
+    drivers: ClassVar[dict[str, str]] = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
     worker_namespace = "an in-memory database of its own"
     named_databases = False  # a file's name says nothing; its tables do
 

@@ -3,7 +3,6 @@ factory_boy, Alembic, leaks caught, the production guard, query counting and
 real commits. Each is a scenario run through nose2 on PostgreSQL (Alembic on
 MariaDB too), then the database is inspected."""
 
-import os
 import subprocess
 import sys
 
@@ -11,7 +10,15 @@ import psycopg2
 from sqlalchemy.engine import make_url
 
 from tests.support import (
-    ROOT, FunctionalTest, dsn, libpq_dsn, run_nose2, snapshot, wait_for_sessions_to_end,
+    ROOT,
+    FunctionalTest,
+    clean_env,
+    dsn,
+    each_target,
+    libpq_dsn,
+    run_nose2,
+    snapshot,
+    wait_for_sessions_to_end,
 )
 
 MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
@@ -79,8 +86,7 @@ class TestFlaskExample(FunctionalTest):
     """examples/bookshop, as a user runs it (SQLTX_DSN: the test server)."""
 
     def run_example(self, *args):
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
-               "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn()}
+        env = clean_env(PYTHONPATH=str(ROOT), SQLTX_DSN=dsn())
         return subprocess.run([sys.executable, "-m", "nose2", "-v", *args], cwd=ROOT / "examples" / "bookshop",
                               env=env, capture_output=True, text=True, timeout=300)
 
@@ -106,12 +112,11 @@ class TestFactoryBoy(FunctionalTest):
 
 
 class TestAlembic(FunctionalTest):
-    def test_schema_from_migrations(self):
-        for target in ("postgresql+psycopg2", "mysql+pymysql"):
-            with self.subTest(target=target):
-                run = self.run_scenario("alembic_schema", target=target)
-                self.assertRan(run, 3)
-                self.assertIn("schema (2 tables)", run.stderr)  # sqltx_shelf and alembic_version
+    @each_target("postgresql+psycopg2", "mysql+pymysql")
+    def test_schema_from_migrations(self, target):
+        run = self.run_scenario("alembic_schema", target=target)
+        self.assertRan(run, 3)
+        self.assertIn("schema (2 tables)", run.stderr)  # sqltx_shelf and alembic_version
 
     def test_an_env_py_that_connects_by_itself_is_stopped(self):
         run = self.run_scenario("alembic_badenv", expect=2)

@@ -10,7 +10,7 @@ import unittest
 from sqlalchemy import create_engine, inspect, text
 
 from nose2_sqltx import IsolatedDatabase
-from tests.support import TARGETS, FunctionalTest, mysql_connect, mysql_dsn, run_nose2, slow_run, snapshot
+from tests.support import FunctionalTest, each_target, mysql_connect, mysql_dsn, run_nose2, slow_run, snapshot
 
 MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
 
@@ -22,28 +22,27 @@ def mysql_admin():
 
 
 class TestDDLInTests(FunctionalTest):
-    def test_rolled_back_where_transactional_refused_where_it_would_commit(self):
-        for target in TARGETS:
-            with self.subTest(target=target):
-                if target.startswith("mysql"):
-                    run = self.run_scenario("ddl", target=target, expect=1)
-                    for name in ("create_table", "alter_table", "drop_table", "mysql_begin", "mysql_set_autocommit"):
-                        self.assertRegex(run.stderr, rf"test_{name} .* ERROR")
-                    self.assertEqual(run.stderr.count("ImplicitCommitError: refused"), 5, run.stderr)
-                    self.assertIn("refused 'CREATE TABLE sqltx_made_in_test (a INTEGER)': on MariaDB it commits "
-                                  "the open transaction implicitly", run.stderr)
-                    self.assertIn("Declare the table in the metadata named under [sqltx]", run.stderr)
-                    self.assertIn("refused 'START TRANSACTION'", run.stderr)
-                    self.assertRegex(run.stderr, r"test_temporary_table_is_fine .* ok")
-                    self.assertRegex(run.stderr, r"test_zz_nothing_leaked .* ok")
-                    self.assertIn("give this test real commits", run.stderr)
-                    self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
-                    self.assertIn("FAILED (errors=5)", run.stderr)
-                else:
-                    run = self.run_scenario("ddl", target=target)
-                    self.assertIn("OK (skipped=3)" if target == "sqlite" else "OK (skipped=2)", run.stderr)
-                    if target != "sqlite":
-                        self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
+    @each_target()
+    def test_rolled_back_where_transactional_refused_where_it_would_commit(self, target):
+        if target.startswith("mysql"):
+            run = self.run_scenario("ddl", target=target, expect=1)
+            for name in ("create_table", "alter_table", "drop_table", "mysql_begin", "mysql_set_autocommit"):
+                self.assertRegex(run.stderr, rf"test_{name} .* ERROR")
+            self.assertEqual(run.stderr.count("ImplicitCommitError: refused"), 5, run.stderr)
+            self.assertIn("refused 'CREATE TABLE sqltx_made_in_test (a INTEGER)': on MariaDB it commits "
+                          "the open transaction implicitly", run.stderr)
+            self.assertIn("Declare the table in the metadata named under [sqltx]", run.stderr)
+            self.assertIn("refused 'START TRANSACTION'", run.stderr)
+            self.assertRegex(run.stderr, r"test_temporary_table_is_fine .* ok")
+            self.assertRegex(run.stderr, r"test_zz_nothing_leaked .* ok")
+            self.assertIn("give this test real commits", run.stderr)
+            self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
+            self.assertIn("FAILED (errors=5)", run.stderr)
+        else:
+            run = self.run_scenario("ddl", target=target)
+            self.assertIn("OK (skipped=3)" if target == "sqlite" else "OK (skipped=2)", run.stderr)
+            if target != "sqlite":
+                self.assertRegex(run.stderr, r"test_real_commits_allow_ddl .* ok")
 
 
 class TestSQLite(unittest.TestCase):
@@ -155,12 +154,11 @@ class TestMySQLRunDatabases(FunctionalTest):
         self.run_scenario("plain", target="mysql+pymysql")
         self.assertIn("sqltx_run_999999", snapshot().mysql_databases)
 
-    def test_create_database_false_uses_the_dsn_database_and_drops_its_tables(self):
-        for target in ("mysql+pymysql", "mysql+mysqldb"):
-            with self.subTest(target=target):
-                run = self.run_scenario("dsndb", target=target)
-                self.assertRan(run, 3)
-                self.assertIn("all rolled back, the tables it created dropped", run.stderr)
+    @each_target("mysql+pymysql", "mysql+mysqldb")
+    def test_create_database_false_uses_the_dsn_database_and_drops_its_tables(self, target):
+        run = self.run_scenario("dsndb", target=target)
+        self.assertRan(run, 3)
+        self.assertIn("all rolled back, the tables it created dropped", run.stderr)
 
     def test_create_database_false_refuses_tables_it_did_not_make(self):
         admin = mysql_admin()
@@ -197,11 +195,11 @@ class TestMySQLRunDatabases(FunctionalTest):
 
 
 class TestParallelOnOtherBackends(FunctionalTest):
-    def test_each_worker_has_a_database_of_its_own(self):
-        for target, where in (("mysql+pymysql", "a database of its own, dropped at the end"),
-                              ("sqlite", "an in-memory database of its own")):
-            with self.subTest(target=target):
-                run = self.run_scenario("parallel", *MP, target=target, expect=1, timeout=300)
-                self.assertIn("Ran 252 tests", run.stderr)
-                self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
-                self.assertIn(f"parallel workers, each in {where}", run.stderr)
+    @each_target("mysql+pymysql", "sqlite")
+    def test_each_worker_has_a_database_of_its_own(self, target):
+        where = {"mysql+pymysql": "a database of its own, dropped at the end",
+                 "sqlite": "an in-memory database of its own"}[target]
+        run = self.run_scenario("parallel", *MP, target=target, expect=1, timeout=300)
+        self.assertIn("Ran 252 tests", run.stderr)
+        self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
+        self.assertIn(f"parallel workers, each in {where}", run.stderr)

@@ -48,9 +48,11 @@ class TestBadInput(OneLineErrorTest):
             f"postgresql://postgres:{SECRET}@127.0.0.1:1/test": (
                 "cannot connect to postgresql://postgres:***@127.0.0.1:1/test", "refused"),
             f"postgresql+psycopg://postgres:{SECRET}@127.0.0.1:1/test": ("cannot connect", "postgres:***@"),
-            make_url(dsn()).set(database="no_such_db").render_as_string(False): ("database \"no_such_db\" does not exist",),
+            make_url(dsn()).set(database="no_such_db").render_as_string(False): (
+                "database \"no_such_db\" does not exist",),
             f"postgresql://no_such_role:{SECRET}@127.0.0.1:5432/test": ("role \"no_such_role\" does not exist",),
-            f"postgres:{SECRET}@:::what": ("environment variable SQLTX_DSN = postgres:***@:::what", "not a database URL"),
+            f"postgres:{SECRET}@:::what": ("environment variable SQLTX_DSN = postgres:***@:::what",
+                                           "not a database URL"),
             f"postgresql://u:{SECRET}@with@127.0.0.1:1/test": ("cannot connect",),
             "oracle://u@h/d": ("database 'oracle' is not supported", "Supported: mariadb, mysql, postgresql, sqlite"),
             f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test": (

@@ -1,17 +1,16 @@
 """The benchmarks still run (tiny sizes; the figures in docs/ come from
 bash scripts/bench, not from here)."""
 
-import os
 import subprocess
 import sys
 import unittest
 
-from tests.support import ROOT
+from tests.support import ROOT, clean_env
 
 
 def bench(*args):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
-    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=clean_env(), capture_output=True, text=True,
+                          timeout=600)
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return proc.stdout

@@ -1,7 +1,6 @@
 """Every example in README.md runs: the blocks marked ``<!-- example: dir/file -->``
 are written out exactly as shown and run the way the README says."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import tempfile
 import unittest
 from pathlib import Path
 
-from tests.support import ROOT, FunctionalTest, dsn
+from tests.support import ROOT, FunctionalTest, clean_env, dsn
 
 MARKED_BLOCK = re.compile(r"<!-- example: (\S+) -->\n```\w*\n(.*?)```", re.S)
 #: blocks quoted from files the suite runs (examples/, scenarios)
@@ -30,8 +29,7 @@ class TestReadme(FunctionalTest):
             path = self.dir / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(body)
-        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
-                    "PYTHONPATH": str(ROOT), "SQLTX_DSN": dsn("psycopg2")}
+        self.env = clean_env(PYTHONPATH=str(ROOT), SQLTX_DSN=dsn("psycopg2"))
 
     def run_in(self, subdir, *argv):
         return subprocess.run(argv, cwd=self.dir / subdir, env=self.env, capture_output=True, text=True, timeout=120)

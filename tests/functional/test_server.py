@@ -2,6 +2,7 @@
 orphans after SIGKILL, signals, forks, keep, and nothing left behind."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,12 +10,13 @@ import tempfile
 import time
 import unittest
 from pathlib import Path
+from urllib.parse import unquote
 
 from sqlalchemy import create_engine, text
 
 from nose2_sqltx import IsolatedDatabase, ServerBinariesNotFoundError, TemporaryPostgres
-from nose2_sqltx.server import DIR_PREFIX, default_base_dir
-from tests.support import PYTHONPATH, ROOT, run_nose2, slow_run
+from nose2_sqltx.postmaster import DIR_PREFIX, default_base_dir
+from tests.support import PYTHONPATH, ROOT, clean_env, run_nose2, slow_run
 
 SUMMARY = "nose2-sqltx: PostgreSQL "
 
@@ -85,8 +87,7 @@ class TestThrowawayRuns(ServerTest):
 
     def test_demo(self):
         run = subprocess.run([sys.executable, "-m", "nose2", "-v"], cwd=ROOT / "examples" / "demo",
-                             env={**{k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")},
-                                  **self.env, "PYTHONPATH": str(ROOT)},
+                             env=clean_env(**self.env, PYTHONPATH=str(ROOT)),
                              capture_output=True, text=True, timeout=300)
         self.assertEqual(run.returncode, 0, run.stderr)
         self.assertIn("Ran 7 tests", run.stderr)
@@ -264,8 +265,14 @@ class TestWithoutNose2(ServerTest):
 
 class TestDefaults(unittest.TestCase):
     def test_default_location_left_clean(self):
-        base = default_base_dir()
-        before = set(base.glob(f"{DIR_PREFIX}*"))
+        # Other runs may start and stop servers here meanwhile: look for this
+        # run's own directory, which its summary line names.
         run = run_nose2("plain", set_dsn=False)
         self.assertEqual(run.returncode, 0, run.output)
-        self.assertEqual(set(base.glob(f"{DIR_PREFIX}*")), before)
+        match = re.search(r"host=([^&\s]+)", run.stderr)
+        self.assertIsNotNone(match, run.stderr)
+        directory = Path(unquote(match.group(1)))
+        self.assertEqual(directory.parent, default_base_dir())
+        self.assertTrue(directory.name.startswith(DIR_PREFIX), directory)
+        self.assertFalse(directory.exists(), "the run's server directory was left behind")
+        self.assertEqual(server_processes(directory), [], "the run's server process was left behind")

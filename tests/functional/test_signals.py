@@ -10,7 +10,7 @@ class TestSignals(FunctionalTest):
         with slow_run() as proc:
             self.assertEqual(snapshot().sessions, 1, "the run's connection is not open")
             proc.send_signal(sig)
-            out, err = proc.communicate(timeout=30)
+            _, err = proc.communicate(timeout=30)
         self.assertNotEqual(proc.returncode, 0, err)
         if sig == signal.SIGTERM:
             self.assertEqual(proc.returncode, -signal.SIGTERM, "did not die by SIGTERM")

@@ -1,29 +1,55 @@
-"""Raw transaction-control SQL: detected, reported against the test, repaired."""
+"""Raw transaction-control SQL: detected, reported against the test, repaired;
+and a lost connection, which is never mistaken for it."""
 
-from tests.support import TARGETS, FunctionalTest
+import re
+
+from tests.support import FunctionalTest, each_target
 
 FIX = "instead of executing COMMIT or ROLLBACK as SQL"
 
 
 class TestTransactionEnded(FunctionalTest):
-    def test_raw_commit_and_rollback_fail_the_test_and_the_run_goes_on(self):
-        for target in TARGETS:
-            with self.subTest(target=target):
-                # assertDatabaseUnchanged (in run_scenario) proves the committed
-                # tables were dropped again.
-                run = self.run_scenario("ended", target=target, expect=1)
-                err = run.stderr
-                for name in ("test_1_raw_commit", "test_3_raw_rollback",
-                             "test_5_commit_through_foreign_cursor", "test_raw_commit_in_plain_test"):
-                    self.assertRegex(err, rf"{name} .* ERROR")
-                for name in ("test_2_after_commit", "test_4_after_rollback", "test_6_after_foreign_cursor"):
-                    self.assertRegex(err, rf"{name} .* ok")
-                self.assertIn("the statement 'COMMIT' ended the test transaction (the run's work up to then "
-                              "was committed; nose2-sqltx dropped the tables it had created", err)
-                self.assertIn("the statement 'ROLLBACK' ended the test transaction (the run's transaction is gone", err)
-                self.assertIn("a statement nose2-sqltx did not see", err)
-                # tearDownModule's COMMIT in the run's own scope: the run's error
-                self.assertIn("ERROR: nose2-sqltx (end of run)", err)
-                self.assertIn("code under test ended the run's transaction 5 time(s)", err)
-                self.assertEqual(err.count(FIX), 5, err)
-                self.assertIn("FAILED (errors=5)", err)
+    @each_target()
+    def test_raw_commit_and_rollback_fail_the_test_and_the_run_goes_on(self, target):
+        # assertDatabaseUnchanged (in run_scenario) proves the committed
+        # tables were dropped again.
+        run = self.run_scenario("ended", target=target, expect=1)
+        err = run.stderr
+        for name in ("test_1_raw_commit", "test_3_raw_rollback",
+                     "test_5_commit_through_foreign_cursor", "test_raw_commit_in_plain_test"):
+            self.assertRegex(err, rf"{name} .* ERROR")
+        for name in ("test_2_after_commit", "test_4_after_rollback", "test_6_after_foreign_cursor"):
+            self.assertRegex(err, rf"{name} .* ok")
+        self.assertIn("the statement 'COMMIT' ended the test transaction (the run's work up to then "
+                      "was committed; nose2-sqltx dropped the tables it had created", err)
+        self.assertIn("the statement 'ROLLBACK' ended the test transaction (the run's transaction is gone", err)
+        self.assertIn("a statement nose2-sqltx did not see", err)
+        # tearDownModule's COMMIT in the run's own scope: the run's error,
+        # which must not claim a rebuild (nothing runs after it)
+        end = re.search(r"ERROR: nose2-sqltx \(end of run\)\n-+\n(.*?)\n\n", err, re.S)
+        self.assertIsNotNone(end, err)
+        self.assertIn("TransactionEndedError: the statement 'COMMIT' ended the test transaction", end.group(1))
+        self.assertNotIn("rebuilt", end.group(1))
+        self.assertIn("rebuilt the schema", err.split("ERROR: nose2-sqltx (end of run)")[0])
+        self.assertIn("code under test ended the run's transaction 5 time(s)", err)
+        self.assertEqual(err.count(FIX), 5, err)
+        self.assertIn("FAILED (errors=5)", err)
+
+
+class TestConnectionLost(FunctionalTest):
+    @each_target("postgresql+psycopg2", "postgresql+psycopg")
+    def test_a_terminated_backend_is_called_a_lost_connection(self, target):
+        run = self.run_scenario("lost", target=target, expect=1)
+        err = run.stderr
+        self.assertRegex(err, r"test_1_backend_terminated .* ERROR")
+        self.assertRegex(err, r"test_2_after_the_loss .* ERROR")
+        reason = "server closed the connection unexpectedly" if target.endswith("psycopg2") else \
+            "terminating connection due to administrator command"
+        self.assertIn(f"ConnectionLostError: the connection to {target}://", err)
+        self.assertIn(f"was lost ({reason}); the server rolled back the run's transaction when the "
+                      "connection dropped", err)
+        self.assertIn("ERROR: nose2-sqltx (end of run)", err)
+        self.assertIn("; the connection was lost, see the error above; the server rolled back the run's work", err)
+        self.assertNotIn("ended the test transaction", err)
+        self.assertNotIn("TransactionEndedError", err)
+        self.assertNotIn("Exception terminating connection", err)  # no log noise from closing the dead connection

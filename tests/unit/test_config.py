@@ -2,8 +2,9 @@
 
 import unittest
 
-from nose2_sqltx.config import Settings, mask_url
+from nose2_sqltx.config import Settings
 from nose2_sqltx.errors import ConfigError
+from nose2_sqltx.messages import mask_url
 
 
 def settings(env=None, **keys):
@@ -20,8 +21,15 @@ class TestSettings(unittest.TestCase):
     def test_environment_wins_over_file(self):
         s = settings({"SQLTX_DSN": "postgresql://env@h/d"}, dsn="postgresql://file@h/d")
         self.assertEqual(s.url.username, "env")
-        self.assertEqual(s.dsn_source, "SQLTX_DSN")
         self.assertEqual(settings(dsn="postgresql://file@h/d").url.username, "file")
+        # An error names where the value came from.
+        with self.assertRaises(ConfigError) as caught:
+            settings({"SQLTX_DSN": "oracle://u@h/d"}, dsn="postgresql://file@h/d")
+        self.assertEqual(caught.exception.key, "SQLTX_DSN")
+        with self.assertRaises(ConfigError) as caught:
+            settings(dsn="postgresql+nodriver://u@h/d")
+        self.assertEqual(caught.exception.key, "dsn")
+        self.assertIn("driver 'nodriver' is not supported for PostgreSQL", str(caught.exception))
 
     def test_paths_one_per_line_or_comma(self):
         s = settings(metadata="a.b:Base\n c:meta, d:x.y")
@@ -31,10 +39,15 @@ class TestSettings(unittest.TestCase):
         self.assertEqual(settings(lock_timeout="500ms").lock_timeout_ms, 500)
         self.assertEqual(settings(lock_timeout="2min").lock_timeout_ms, 120_000)
         self.assertEqual(settings(statement_timeout="0").statement_timeout_ms, 0)
-        for bad in ("10", "ten", "1.5s", "-1s"):
+        for bad in ("10", "ten", "1.5s", "-1s", "100000min"):
             with self.assertRaises(ConfigError) as caught:
                 settings(lock_timeout=bad)
             self.assertEqual(caught.exception.key, "lock-timeout")
+        self.assertEqual(settings(statement_timeout="35791min").statement_timeout_ms, 2_147_460_000)
+        with self.assertRaises(ConfigError) as caught:
+            settings(statement_timeout="35792min")
+        self.assertEqual(str(caught.exception), "[sqltx] statement-timeout = 35792min: longer than the databases "
+                         "accept (about 24 days). Write a shorter duration, or 0 to turn it off")
 
     def test_unknown_key_suggests(self):
         with self.assertRaises(ConfigError) as caught:

@@ -1,8 +1,7 @@
 import factory
-from factory.alchemy import SQLAlchemyModelFactory
-
 from bookshop import db
 from bookshop.models import Book, Order
+from factory.alchemy import SQLAlchemyModelFactory
 
 
 class BookFactory(SQLAlchemyModelFactory):

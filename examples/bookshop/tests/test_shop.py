@@ -1,9 +1,9 @@
 import unittest
 
-from sqlalchemy import func, select
-
 from bookshop import create_app, db
 from bookshop.models import Book, Order
+from sqlalchemy import func, select
+
 from nose2_sqltx import DatabaseTest
 from tests.factories import BookFactory, OrderFactory
 

@@ -1,11 +1,11 @@
 import unittest
 from datetime import date
 
+from library.models import Book, Loan, Member
+from library.service import LendingError, give_back, lend, overdue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from library.models import Book, Loan, Member
-from library.service import LendingError, give_back, lend, overdue
 from nose2_sqltx import DatabaseTest
 
 TODAY = date(2026, 11, 22)

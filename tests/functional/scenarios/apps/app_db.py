@@ -3,10 +3,9 @@ session factories, made at import time from the app's own setting."""
 
 import os
 
+from scenario_models import Item
 from sqlalchemy import create_engine, insert, select
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
-
-from scenario_models import Item
 
 # The app's own setting: in the test run nose2-sqltx redirects this engine,
 # so the URL (with a password in it) is never connected to.

@@ -1,10 +1,10 @@
 import unittest
 
+import app_db
+from scenario_models import Item, items, references
 from sqlalchemy import create_engine, inspect, select, text
 
-import app_db
 from nose2_sqltx import DatabaseTest, unwatched
-from scenario_models import Item, items, references
 
 
 class TestRedirectedEngine(DatabaseTest, unittest.TestCase):

@@ -1,8 +1,7 @@
 """The shared schema plus objects that are wrong on purpose."""
 
-from scenario_models import *  # noqa: F401,F403
+from scenario_models import *  # noqa: F403
 from scenario_models import Reference, insert
-
 
 not_metadata = 42
 

@@ -5,9 +5,9 @@ import os
 import time
 import unittest
 
+from scenario_models import Item, items, references
 from sqlalchemy import text
 
-from scenario_models import Item, items, references
 from nose2_sqltx import DatabaseTest
 
 TESTS_PER_CLASS = int(os.environ.get("PARALLEL_TESTS_PER_CLASS", "40"))

@@ -4,9 +4,9 @@ SQLite), refused before it runs where it would commit (MySQL/MariaDB)."""
 import os
 import unittest
 
+from scenario_models import Item, items, references
 from sqlalchemy import inspect, text
 
-from scenario_models import Item, items, references
 from nose2_sqltx import DatabaseTest, real_commits
 
 ON_MYSQL = os.environ["SQLTX_DSN"].startswith(("mysql", "mariadb"))

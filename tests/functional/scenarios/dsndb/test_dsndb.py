@@ -3,9 +3,9 @@ for the run, and each test is still isolated."""
 
 import unittest
 
+from scenario_models import Item, items, references
 from sqlalchemy import text
 
-from scenario_models import Item, items, references
 from nose2_sqltx import DatabaseTest
 
 

@@ -1,9 +1,9 @@
 import unittest
 
+from scenario_models import Item, items, references
 from sqlalchemy import text
 
 import nose2_sqltx
-from scenario_models import Item, items, references
 from nose2_sqltx import DatabaseTest
 
 

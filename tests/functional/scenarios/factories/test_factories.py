@@ -2,10 +2,10 @@ import unittest
 
 import factory
 from factory.alchemy import SQLAlchemyModelFactory
+from scenario_models import Item, items
 
 import nose2_sqltx
 from nose2_sqltx import DatabaseTest
-from scenario_models import Item, items
 
 
 class ItemFactory(SQLAlchemyModelFactory):

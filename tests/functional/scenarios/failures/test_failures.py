@@ -1,8 +1,8 @@
 import unittest
 
+from scenario_models import Item, items, references
 from sqlalchemy import text
 
-from scenario_models import Item, items, references
 from nose2_sqltx import DatabaseTest
 
 

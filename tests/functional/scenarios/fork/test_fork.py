@@ -5,6 +5,7 @@ import os
 import unittest
 
 from scenario_models import references
+
 from nose2_sqltx import DatabaseTest
 
 

@@ -1,6 +1,7 @@
 import unittest
 
 from scenario_models import items
+
 from nose2_sqltx import DatabaseTest
 
 

@@ -1,7 +1,8 @@
 import unittest
 
-import nose2_sqltx
 from scenario_models import Item, items, references
+
+import nose2_sqltx
 
 
 def write_and_check(label):

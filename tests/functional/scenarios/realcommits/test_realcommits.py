@@ -1,10 +1,10 @@
 import select as selectors
 import unittest
 
-from sqlalchemy import inspect, insert, text
+from scenario_models import Item, items, references
+from sqlalchemy import insert, inspect, text
 
 from nose2_sqltx import DatabaseTest, real_commits
-from scenario_models import Item, items, references
 
 
 class TestRealCommits(DatabaseTest, unittest.TestCase):

@@ -1,9 +1,9 @@
 import unittest
 
+from models import Customer, Role
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from models import Customer, Role
 from nose2_sqltx import DatabaseTest
 
 

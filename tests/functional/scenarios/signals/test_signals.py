@@ -4,6 +4,7 @@ import time
 import unittest
 
 from scenario_models import Item
+
 from nose2_sqltx import DatabaseTest
 
 

@@ -3,9 +3,9 @@
 import os
 import unittest
 
+from scenario_models import Item
 from sqlalchemy import text
 
-from scenario_models import Item
 from nose2_sqltx import DatabaseTest
 
 TESTS = int(os.environ.get("SOAK_TESTS", "20000"))

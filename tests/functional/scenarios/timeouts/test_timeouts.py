@@ -1,8 +1,8 @@
 import unittest
 
+from scenario_models import references
 from sqlalchemy import create_engine, text
 
-from scenario_models import references
 from nose2_sqltx import DatabaseTest, unwatched
 
 

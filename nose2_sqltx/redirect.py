@@ -7,101 +7,33 @@ for the run and puts them back at the end. An Engine is redirected *in
 place* (its pool, dialect and URL become the run's), so every reference the
 app holds to it, and every Session bound to it, follows; it stays a real
 Engine (reflection, ``engine.dialect``, ``engine.url`` all work).
-
-Writes that still go through an engine outside the test transaction are
-found by :func:`is_write` and :func:`names_of` for the core's leak check.
 """
 
 from __future__ import annotations
 
-import re
-import sys
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
+from .errors import UnsupportedObjectError
+
 __unittest = True
 
-__all__ = ["Redirection", "unwatched", "is_write", "names_of", "redirect_kind"]
-
-#: engines whose writes the leak check lets through: the backends' own
-#: administrative engines, and those a test marked with :func:`unwatched`
-_unwatched: weakref.WeakSet[Engine] = weakref.WeakSet()
-
-_WRITE = re.compile(
-    r"^\s*(?:/\*.*?\*/\s*|--[^\n]*\n\s*)*"
-    r"(INSERT|UPDATE|DELETE|MERGE|REPLACE|UPSERT|CREATE|DROP|ALTER|TRUNCATE|GRANT|REVOKE|COMMENT|COPY"
-    r"|RENAME|LOCK|CALL|DO|VACUUM|REINDEX|CLUSTER|REFRESH)\b",
-    re.IGNORECASE | re.DOTALL,
-)
-_CTE_WRITE = re.compile(r"^\s*WITH\b.*\b(INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE | re.DOTALL)
+__all__ = ["Redirection", "redirect_kind", "factory_engines", "is_flask_sqlalchemy"]
 
 
-def unwatched(engine: Engine) -> Engine:
-    """Mark ``engine`` as deliberately outside the test transaction; return it.
-
-    For a test that needs a second connection on purpose (to hold a lock, to
-    watch from outside): the leak check lets its writes through. They are
-    *not* rolled back by nose2-sqltx; undo them in the test (or use real
-    commits, see ``DatabaseTest.real_commits``).
-    """
-    _unwatched.add(engine)
-    return engine
-
-
-def is_unwatched(engine: Engine) -> bool:
-    proxied = getattr(engine, "_proxied", None)  # engine.execution_options(...) copies
-    return engine in _unwatched or (proxied is not None and proxied in _unwatched)
-
-
-def is_write(statement: str, context: Any) -> bool:
-    """Whether a statement changes the database (for SQL text: by its first word)."""
-    if context is not None and (context.isinsert or context.isupdate or context.isdelete or context.isddl):
-        return True
-    return bool(_WRITE.match(statement) or _CTE_WRITE.match(statement))
-
-
-def names_of(engine: Engine) -> tuple[str, ...]:
-    """Where the loaded modules hold ``engine``: ``module:attr`` (for messages).
-
-    Looks at module attributes that are the engine, a session factory bound
-    to it, or a Flask-SQLAlchemy ``db`` one of whose engines it is.
-    """
-    target = getattr(engine, "_proxied", engine)
-    found = []
-    for module_name, module in list(sys.modules.items()):
-        if module_name.startswith(("sqlalchemy", "nose2_sqltx", "_")) or module is None:
-            continue
-        try:
-            attrs = list(vars(module).items())
-        except TypeError:
-            continue
-        for attr, value in attrs:
-            try:
-                if value is target:
-                    found.append(f"{module_name}:{attr}")
-                elif isinstance(value, (sessionmaker, scoped_session)) and target in _factory_engines(value):
-                    found.append(f"{module_name}:{attr}")
-                elif _is_flask_sqlalchemy(value) and any(
-                    target in engines.values() for engines in value._app_engines.values()
-                ):
-                    found.append(f"{module_name}:{attr}")
-            except Exception:  # noqa: BLE001 - odd module attributes must not hide the leak
-                continue
-    return tuple(dict.fromkeys(found))
-
-
-def _factory_engines(factory: sessionmaker[Any] | scoped_session[Any]) -> list[Any]:
+def factory_engines(factory: sessionmaker[Any] | scoped_session[Any]) -> list[Any]:
+    """The engines a session factory binds its sessions to."""
     if isinstance(factory, scoped_session):
         factory = factory.session_factory
     kw = factory.kw
     return [kw.get("bind"), *(kw.get("binds") or {}).values()]
 
 
-def _is_flask_sqlalchemy(obj: Any) -> bool:
+def is_flask_sqlalchemy(obj: Any) -> bool:
+    """Whether ``obj`` is a Flask-SQLAlchemy extension (``db``)."""
     return type(obj).__module__.startswith("flask_sqlalchemy") and hasattr(obj, "_app_engines")
 
 
@@ -113,7 +45,7 @@ def redirect_kind(obj: Any) -> str | None:
         return "scoped_session"
     if isinstance(obj, sessionmaker):
         return "sessionmaker"
-    if _is_flask_sqlalchemy(obj):
+    if is_flask_sqlalchemy(obj):
         return "Flask-SQLAlchemy"
     return None
 
@@ -157,8 +89,8 @@ class Redirection:
         self._marks: list[dict[int, tuple[Session, set[Any]]]] = []
         for name, obj in self.objects.items():
             if redirect_kind(obj) is None:
-                raise TypeError(f"{name} is a {type(obj).__name__}, not an Engine, sessionmaker, "
-                                "scoped_session or Flask-SQLAlchemy db")
+                raise UnsupportedObjectError(name, type(obj).__name__, "an Engine, sessionmaker, scoped_session "
+                                             "or Flask-SQLAlchemy db")
 
     @property
     def engines(self) -> list[Engine]:
@@ -188,7 +120,7 @@ class Redirection:
             self._collect(obj.session_factory)
         elif kind == "sessionmaker":
             self._factories.append((obj, dict(obj.kw)))
-            for engine in _factory_engines(obj):
+            for engine in factory_engines(obj):
                 if isinstance(engine, Engine):
                     self._engine(engine)
         elif kind == "Flask-SQLAlchemy":
@@ -207,8 +139,9 @@ class Redirection:
         """Flask-SQLAlchemy 3: the engines of every app registered so far, and of
         apps registered later (an app factory called in a test's setUp)."""
         if not callable(getattr(db, "_make_engine", None)):
-            raise TypeError("this Flask-SQLAlchemy has no _make_engine (3.0 and 3.1 do); "
-                            "name its engines under engines instead")
+            raise UnsupportedObjectError(
+                "this Flask-SQLAlchemy db", f"{type(db).__name__} without _make_engine",
+                "Flask-SQLAlchemy 3.0 or 3.1; name its engines under engines instead")
         self._registries.append(db.session)
         for engines in list(db._app_engines.values()):
             for engine in engines.values():
@@ -216,7 +149,7 @@ class Redirection:
         make_engine = db._make_engine
 
         def _make_engine(*args: Any, **kwargs: Any) -> Engine:
-            engine = make_engine(*args, **kwargs)
+            engine: Engine = make_engine(*args, **kwargs)
             self._engine(engine)
             return engine
 

@@ -1,0 +1,157 @@
+"""The throwaway server's programs: where they are, and whom they run as.
+
+:func:`find_bindir` finds ``initdb`` and ``postgres``. As root (CI
+containers) they refuse to run, so they run as an unprivileged account that
+already exists (:func:`server_account`: ``postgres``, else ``nobody``); no
+account is created and no permission is changed outside the server's own
+directory (:func:`chown_tree`).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from .environment import PG_BINDIR_ENV
+from .errors import ServerBinariesNotFoundError, ServerStartError
+
+__unittest = True
+
+__all__ = ["find_bindir", "ServerAccount", "server_account", "unreachable_parent", "chown_tree", "cannot_run",
+           "run_as"]
+
+# Where distributions put the server binaries, newest version first when globbed.
+_BINDIR_PATTERNS = (
+    "/usr/lib/postgresql/*/bin",  # Debian, Ubuntu
+    "/usr/pgsql-*/bin",  # PGDG RPMs (RHEL, Fedora)
+    "/opt/homebrew/opt/postgresql@*/bin",  # Homebrew, Apple silicon
+    "/opt/homebrew/opt/postgresql/bin",
+    "/usr/local/opt/postgresql@*/bin",  # Homebrew, Intel
+    "/usr/local/opt/postgresql/bin",
+    "/usr/local/pgsql/bin",  # built from source
+    "/usr/bin",  # Fedora's and Arch's own packages
+)
+_INSTALL_HINT = (
+    "Install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: "
+    "dnf install postgresql-server; macOS: brew install postgresql), name its bin directory in "
+    f"pg-bindir under [sqltx] or {PG_BINDIR_ENV}, or set dsn to use a server you already have"
+)
+
+
+def _has_server(bindir: Path) -> bool:
+    return all(os.access(bindir / name, os.X_OK) for name in ("initdb", "postgres"))
+
+
+def _version_key(path: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", path)) or (0,)
+
+
+def find_bindir(configured: str | None = None) -> Path:
+    """The directory holding ``initdb`` and ``postgres``.
+
+    ``configured`` (or ``$SQLTX_PG_BINDIR``) wins and must be right; otherwise
+    ``pg_config --bindir``, the usual install locations (newest version
+    first) and ``PATH`` are tried in that order.
+    """
+    configured = os.environ.get(PG_BINDIR_ENV) or configured
+    if configured:
+        path = Path(configured).expanduser()
+        if _has_server(path):
+            return path
+        raise ServerBinariesNotFoundError([str(path)], _INSTALL_HINT)
+    looked: list[str] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        looked.append("pg_config --bindir")
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out and _has_server(Path(out)):
+            return Path(out)
+    for pattern in _BINDIR_PATTERNS:
+        looked.append(pattern)
+        for candidate in sorted(glob.glob(pattern), key=_version_key, reverse=True):
+            if _has_server(Path(candidate)):
+                return Path(candidate)
+    looked.append("PATH")
+    found = shutil.which("postgres")
+    if found:
+        bindir = Path(os.path.realpath(found)).parent
+        if _has_server(bindir):
+            return bindir
+    raise ServerBinariesNotFoundError(looked, _INSTALL_HINT)
+
+
+@dataclass(frozen=True)
+class ServerAccount:
+    uid: int
+    gid: int
+    name: str
+
+
+def server_account() -> ServerAccount | None:
+    """None when we may run the server ourselves; else the account to run it as."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if entry.pw_uid != 0:
+            return ServerAccount(entry.pw_uid, entry.pw_gid, name)
+    raise ServerStartError(
+        "running as root, and there is no unprivileged account (postgres or nobody) to run the "
+        "PostgreSQL server as, which refuses to run as root",
+        log_tail="",
+        fix="run the tests as another user, or set dsn to use a server you already have",
+    )
+
+
+def unreachable_parent(path: Path, account: ServerAccount) -> Path | None:
+    """The first directory on the way to ``path`` that ``account`` cannot enter."""
+    for directory in [*reversed(path.resolve().parents), path.resolve()]:
+        st = directory.stat()
+        if st.st_uid == account.uid:
+            bit = 0o100
+        elif st.st_gid == account.gid:
+            bit = 0o010
+        else:
+            bit = 0o001
+        if not st.st_mode & bit:
+            return directory
+    return None
+
+
+def chown_tree(path: Path, account: ServerAccount | None) -> None:
+    if account is None:
+        return
+    os.lchown(path, account.uid, account.gid)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.lchown(os.path.join(root, name), account.uid, account.gid)
+
+
+def cannot_run(program: Path, account: ServerAccount | None, exc: OSError) -> ServerStartError:
+    who = f" as {account.name!r} (PostgreSQL refuses root)" if account else ""
+    return ServerStartError(
+        f"could not run {program}{who}: {exc.strerror or exc}", log_tail="",
+        fix=f"make {program.parent} and its programs readable and executable"
+            + (f" by {account.name!r}" if account else ""),
+    )
+
+
+
+
+def run_as(account: ServerAccount | None) -> dict[str, object]:
+    """``subprocess`` arguments that run a program as ``account`` (None: as we are)."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}

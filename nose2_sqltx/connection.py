@@ -1,0 +1,111 @@
+"""The run's one connection: an Engine whose pool hands it to everyone.
+
+:class:`RunConnection` makes a SQLAlchemy Engine whose every checkout is the
+same :class:`~nose2_sqltx.savepoints.SavepointConnection`, so Sessions,
+Connections and the app's redirected engines all share the run's
+transaction. :func:`connect_errors` turns a missing driver or a refused
+connection into one of our errors, with no password in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import StaticPool
+
+from .dialects import Backend
+from .errors import ConfigError, ConnectionLostError, DatabaseUnavailableError
+from .messages import first_line, mask_url, scrub_password
+from .savepoints import SavepointConnection
+
+__unittest = True
+
+__all__ = ["RunConnection", "connect_errors"]
+
+
+class RunPool(StaticPool):
+    """The run's one connection, for every engine that points at it.
+
+    App code may call ``engine.dispose()`` (an app factory, a fork guard):
+    that must not close the run's connection, nor make the engine open a new
+    one outside the test transaction. Only :meth:`RunConnection.close` disposes it.
+    """
+
+    _sqltx_closing = False
+
+    def dispose(self) -> None:
+        if self._sqltx_closing:
+            super().dispose()
+
+    def recreate(self) -> RunPool:
+        return self
+
+
+@contextmanager
+def connect_errors(url: URL, backend: Backend) -> Iterator[None]:
+    """Turn a missing driver or a failed connection into our errors."""
+    try:
+        yield
+    except ImportError as exc:
+        package = backend.drivers.get(backend.driver, backend.driver)
+        raise ConfigError(
+            "dsn", mask_url(url), f"the driver {backend.driver!r} is not installed ({exc})",
+            f"pip install {package}, or name another driver in the URL",
+        ) from None
+    except DBAPIError as exc:
+        raise DatabaseUnavailableError(mask_url(url), scrub_password(url, exc.orig or exc)) from None
+
+
+class RunConnection:
+    """The Engine of the run (``engine``) and its one DB-API connection (``dbapi``).
+
+    ``url`` is what to connect to (the backend's run URL); ``masked_url`` is
+    what messages call the database.
+    """
+
+    def __init__(self, url: URL, backend: Backend, masked_url: str) -> None:
+        self.masked_url = masked_url
+        #: the driver's own account of the first disconnect seen (later errors only echo it)
+        self.lost_reason: str | None = None
+        self.engine: Engine = create_engine(url, poolclass=RunPool)
+        backend.install(self.engine)
+        event.listen(self.engine, "handle_error", self._on_error)
+        with self.engine.connect() as conn:
+            dbapi = conn.connection.dbapi_connection
+        assert isinstance(dbapi, SavepointConnection)
+        self.dbapi: SavepointConnection = dbapi
+
+    def owns(self, engine: Engine) -> bool:
+        """Whether ``engine`` hands out this connection (the run's engine, a redirected one)."""
+        return engine.pool is self.engine.pool
+
+    def lost(self, exc: BaseException) -> ConnectionLostError | None:
+        """``exc`` as a lost connection, if that is what it is (SQLAlchemy's own
+        disconnect detection, per dialect), else None."""
+        orig = getattr(exc, "orig", exc)
+        dbapi_errors = getattr(self.engine.dialect.dbapi, "Error", None)
+        if dbapi_errors is None or not isinstance(orig, dbapi_errors):
+            return None
+        if not self.engine.dialect.is_disconnect(orig, self.dbapi, None):  # type: ignore[arg-type]
+            return None
+        return ConnectionLostError(self.masked_url, self.lost_reason or first_line(orig))
+
+    def _on_error(self, context: Any) -> None:
+        if context.is_disconnect and self.lost_reason is None:
+            self.lost_reason = first_line(context.original_exception)
+
+    def close(self) -> None:
+        """Close the connection for real and dispose of the engine."""
+        try:
+            self.dbapi.sqltx_disarm()
+            self.dbapi.sqltx_real_close()
+        finally:
+            pool = self.engine.pool
+            if isinstance(pool, RunPool):
+                pool._sqltx_closing = True
+            self.engine.dispose()

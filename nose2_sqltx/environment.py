@@ -1,0 +1,27 @@
+"""The environment variables nose2-sqltx reads, and the defaults of its settings.
+
+The one home of each name and each default: configuration, messages and
+the throwaway server all take them from here.
+"""
+
+from __future__ import annotations
+
+__unittest = True
+
+#: the database URL; wins over ``dsn`` in ``[sqltx]``
+DSN_ENV = "SQLTX_DSN"
+#: throwaway server: where ``initdb`` and ``postgres`` are; wins over ``pg-bindir``
+PG_BINDIR_ENV = "SQLTX_PG_BINDIR"
+#: throwaway server: leave it running for the next run; wins over ``keep-server``
+KEEP_SERVER_ENV = "SQLTX_KEEP_SERVER"
+#: throwaway server: where its directory is made; wins over ``server-dir``
+SERVER_DIR_ENV = "SQLTX_SERVER_DIR"
+#: database names the production guard lets through; wins over ``allow-database``
+ALLOW_DATABASE_ENV = "SQLTX_ALLOW_DATABASE"
+#: where initialized data directories are cached (default: ``~/.cache/nose2-sqltx``)
+CACHE_DIR_ENV = "SQLTX_CACHE_DIR"
+
+#: ``lock-timeout`` when ``[sqltx]`` does not set it
+DEFAULT_LOCK_TIMEOUT_MS = 10_000
+#: ``statement-timeout`` when ``[sqltx]`` does not set it
+DEFAULT_STATEMENT_TIMEOUT_MS = 60_000

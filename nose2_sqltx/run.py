@@ -1,0 +1,195 @@
+"""A started run: its connection, the mode its scopes are isolated in, and the moves between them.
+
+:class:`Run` is what :meth:`IsolatedDatabase.start <nose2_sqltx.isolation.IsolatedDatabase.start>`
+makes once it is connected. It opens the run's transaction and builds the
+schema and fixtures in it, switches to real commits and back, repairs the
+run after code under test ended its transaction, and closes it all at the
+end. Which mode the scopes are in is :attr:`Run.mode`: the run's
+:class:`~nose2_sqltx.transaction.RunTransaction`, or a
+:class:`~nose2_sqltx.committed.CommittedMode` while a scope with real
+commits is open.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from .committed import CommittedMode
+from .connection import RunConnection
+from .dialects import Backend
+from .errors import ConnectionLostError, DatabaseChangedError, SetupError, TransactionEndedError
+from .leaks import LeakWatch
+from .redirect import Redirection
+from .safety import CatalogAudit
+from .schema import Schema
+from .scopes import Mode, Scope, ScopeOwner, ScopeStack
+from .transaction import RunTransaction
+
+__unittest = True
+
+__all__ = ["Run", "RunParts"]
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a run is made of; the :class:`~nose2_sqltx.isolation.IsolatedDatabase` makes them."""
+
+    #: what the run's scopes are ended through
+    database: ScopeOwner
+    backend: Backend
+    schema: Schema
+    scopes: ScopeStack
+    redirection: Redirection
+    watch: LeakWatch
+    audit: CatalogAudit
+    #: the namespace of the run's own (a parallel worker's schema), or None
+    namespace: str | None
+    namespace_sql: list[str]
+
+
+class Run:
+    """The run on ``connection`` (made by :meth:`start`), from its first build to :meth:`close`."""
+
+    def __init__(self, parts: RunParts, connection: RunConnection, run_url: URL, *,
+                 lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+        self.parts = parts
+        self.connection = connection
+        self.run_url = run_url
+        self.transaction = RunTransaction(connection, parts.backend, namespace_sql=parts.namespace_sql,
+                                          lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
+        self.mode: Mode = self.transaction
+        self.timings: dict[str, float] = {}
+        #: set once the connection was found lost; nothing can be repaired then
+        self.lost: ConnectionLostError | None = None
+
+    def owns(self, engine: Engine) -> bool:
+        """Whether ``engine`` is one of the run's (its connection's, or the current mode's)."""
+        return self.connection.owns(engine) or self.mode.owns(engine)
+
+    def open(self, *, first: bool = False) -> None:
+        """Begin the run's transaction and build the run's state inside it."""
+        parts, transaction = self.parts, self.transaction
+        started = time.perf_counter()
+        if not parts.backend.transactional_ddl:
+            # Committed, before the transaction: DDL would commit it anyway.
+            with transaction.engine.connect() as conn:
+                parts.schema.create(conn, committed=True)
+        transaction.begin()
+        run_scope = Scope(parts.database, 0, None, transaction.engine)
+        parts.scopes.push(run_scope)
+        conn = run_scope.connection
+        if parts.backend.transactional_ddl:
+            parts.schema.create(conn, committed=False)
+        schema_done = time.perf_counter()
+        parts.schema.run_fixtures(conn)
+        if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
+            self.timings["schema"] = schema_done - started
+            self.timings["fixtures"] = time.perf_counter() - schema_done
+
+    def watching_lost(self, call: Callable[..., Any], *args: Any) -> Any:
+        """``call(*args)``; a lost connection is remembered for the rest of the run."""
+        try:
+            return call(*args)
+        except ConnectionLostError as exc:
+            self.lost = exc
+            raise
+
+    # -- real commits ------------------------------------------------------------
+    def enter_committed(self) -> None:
+        """Leave the run's transaction: schema, fixtures and the open scopes'
+        setup, made again for real, on an engine of ordinary connections."""
+        parts, transaction = self.parts, self.transaction
+        if parts.namespace_sql:
+            raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
+                             "database: run these tests without -N")
+        if not parts.backend.supports_real_commits:
+            raise SetupError("real commits", f"other connections cannot open {self.connection.masked_url} (it "
+                             "lives in the run's connection only): use a file (sqlite:///tests.db) or a server")
+        with transaction.quiet():
+            inner = parts.scopes.close_all()
+        transaction.abandon()
+        mode = CommittedMode(self.run_url, parts.schema, depth=len(inner) + 1)
+        self.mode = mode
+        parts.watch.checking = False  # other connections are the point now
+        parts.redirection.point(mode.engine)
+        parts.scopes.push(Scope(parts.database, 0, None, mode.engine, real_commits=True))
+        mode.build()
+        parts.scopes.replay(inner, mode)
+
+    def return_to_transaction(self) -> None:
+        """After the scope that asked for real commits: the run's transaction again."""
+        parts, mode = self.parts, self.mode
+        inner = parts.scopes.close_all()
+        if isinstance(mode, CommittedMode):
+            mode.close()
+        self.mode = self.transaction
+        parts.watch.checking = True
+        parts.redirection.point(self.transaction.engine)
+        self.open()
+        parts.scopes.replay(inner, self.transaction)
+
+    # -- repair ----------------------------------------------------------------
+    def repair(self, *, rebuild: bool) -> TransactionEndedError:
+        """Clean up after the run's transaction was ended behind our back.
+
+        The transaction may have been committed (then the schema and data are
+        in the database and must go) or rolled back. With ``rebuild``, the
+        run is made afresh and the setup of the scopes still open replayed,
+        so later tests work.
+        """
+        parts, transaction = self.parts, self.transaction
+        statement = transaction.last_statement
+        transaction.abandon()
+        inner = parts.scopes.close_all()
+        dropped: tuple[str, ...] = ()
+        if parts.namespace_sql or parts.schema.created:
+            # Committed work (raw COMMIT) or, where DDL is not transactional,
+            # the schema itself: drop it all, the rebuild makes it afresh.
+            with transaction.engine.connect() as conn:
+                if parts.namespace is not None and parts.namespace_sql:
+                    dropped = parts.backend.drop_private_namespace(conn, parts.namespace)
+                else:
+                    dropped = parts.schema.drop_created(conn)
+        self.connection.dbapi.sqltx_real_rollback()
+        committed = parts.backend.work_committed(statement, dropped)
+        if rebuild:
+            self.open()
+            parts.scopes.replay(inner, transaction)
+        return TransactionEndedError(statement, committed=committed, dropped=dropped, rebuilt=rebuild)
+
+    # -- the end -----------------------------------------------------------------
+    def close(self, *, verify: bool) -> DatabaseChangedError | None:
+        """Close the scopes, put the app's engines back, roll back everything,
+        drop what was committed, compare the catalog (``verify``), close the
+        connection. Returns what the catalog comparison found."""
+        parts, mode = self.parts, self.mode
+        with mode.quiet():
+            parts.scopes.close_all()
+        parts.redirection.restore()
+        try:
+            if isinstance(mode, CommittedMode):  # stopped during real commits
+                mode.close()
+            if self.lost is None:
+                return self._roll_back(verify)
+            return None
+        finally:
+            self.connection.close()
+
+    def _roll_back(self, verify: bool) -> DatabaseChangedError | None:
+        parts, connection = self.parts, self.connection
+        connection.dbapi.sqltx_disarm()
+        connection.dbapi.sqltx_real_rollback()
+        backend = parts.backend
+        if not backend.transactional_ddl and not backend.owns_database and parts.schema.created:
+            with connection.engine.connect() as conn:  # the schema was committed in the DSN's database
+                parts.schema.drop_created(conn)
+        if not verify:
+            return None
+        with connection.engine.connect() as conn:
+            return parts.audit.compare(conn)

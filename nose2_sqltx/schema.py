@@ -1,0 +1,173 @@
+"""The run's schema: made from metadata or Alembic, then the fixtures; the tables it made.
+
+:class:`Schema` creates the tables on a connection it is given (inside the
+run's transaction, or committed where DDL is not transactional or the run
+really commits), remembers which tables were new, and can drop or empty
+exactly those again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, MetaData, delete, inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from .dialects import Backend
+from .errors import ConfigError, SetupError, UnsupportedObjectError
+from .messages import exception_chain, first_line, where_raised
+
+__unittest = True
+
+__all__ = ["Schema", "Fixture", "as_metadata"]
+
+Fixture = Callable[[Connection], object]
+
+#: what Alembic's env.py gets as sqlalchemy.url: a URL no dialect answers to
+NO_ALEMBIC_URL = "nose2_sqltx_gives_env_py_a_connection://"
+
+
+def as_metadata(obj: Any) -> MetaData:
+    """``obj`` if it is a MetaData, else its ``.metadata`` (a declarative Base)."""
+    if isinstance(obj, MetaData):
+        return obj
+    metadata = getattr(obj, "metadata", None)
+    if isinstance(metadata, MetaData):
+        return metadata
+    raise UnsupportedObjectError(repr(obj), type(obj).__name__, "a MetaData or something with a .metadata "
+                                 "(such as a declarative Base)")
+
+
+class Schema:
+    """``metadata`` (MetaData objects) or ``alembic`` (an alembic.ini) make the
+    tables; ``fixtures`` are called, in order, with the connection after them."""
+
+    def __init__(self, backend: Backend, masked_url: str, *, metadata: Sequence[MetaData] = (),
+                 alembic: str | None = None, fixtures: Sequence[Fixture] = ()) -> None:
+        self.backend = backend
+        self.masked_url = masked_url
+        self.metadata = list(metadata)
+        self.alembic = alembic
+        self.fixtures = list(fixtures)
+        self._created: list[str] = []
+        backend.check_tables([t for m in self.metadata for t in m.sorted_tables])
+
+    @property
+    def created(self) -> tuple[str, ...]:
+        """The tables the run made (the schema's, from metadata or migrations)."""
+        return tuple(self._created)
+
+    @property
+    def table_count(self) -> int:
+        """How many tables the schema has (for the summary)."""
+        return sum(len(m.tables) for m in self.metadata) if self.metadata else len(self._created)
+
+    def named_schema_tables(self) -> list[str]:
+        """Tables that name their own schema (``billing.ledger``)."""
+        return sorted(t.fullname for m in self.metadata for t in m.tables.values() if t.schema)
+
+    def create(self, conn: Connection, *, committed: bool, why: str | None = None) -> None:
+        """Create the schema on ``conn``; remember which tables were new.
+
+        ``committed``: the tables outlive the run's transaction, so tables of
+        the same name that exist already are refused (they would be dropped
+        with the run's); ``why`` says why they are committed, for that error.
+        """
+        if not self.metadata and self.alembic is None:
+            return
+        step = "creating the schema (" + ("alembic upgrade head" if self.alembic else "metadata") + ")"
+        existing = set(inspect(conn).get_table_names())
+        clash = [t.name for m in self.metadata for t in m.sorted_tables if t.name in existing]
+        if committed and clash and not self.backend.owns_database:
+            raise SetupError(
+                step,
+                f"tables {', '.join(clash)} already exist in {self.masked_url}; "
+                + (why or f"on {self.backend.display_name} the run creates its tables for real and drops "
+                   "them at the end")
+                + ", so it does not start on tables it did not make. Drop them (a killed run may have "
+                "left them)" + ("" if why else " or let the run make its own database (remove "
+                                 "create-database = false)"),
+            )
+        try:
+            for metadata in self.metadata:
+                metadata.create_all(conn)
+            if self.alembic is not None:
+                self._alembic_upgrade(conn, self.alembic)
+            conn.commit()
+        except SQLAlchemyError as exc:
+            reason = first_line(exc)
+            if self.backend.is_lock_timeout(exc):
+                reason += (
+                    " (another connection holds locks on these tables: most likely another test run "
+                    "on the same database, whose uncommitted schema blocks this one; give each "
+                    "concurrent run its own database)"
+                )
+            raise SetupError(step, reason) from exc
+        made = [name for name in inspect(conn).get_table_names() if name not in existing]
+        self._created = list(dict.fromkeys(self._created + made))
+
+    def run_fixtures(self, conn: Connection) -> None:
+        for fixture in self.fixtures:
+            try:
+                fixture(conn)
+                conn.commit()
+            except Exception as exc:
+                name = getattr(fixture, "__qualname__", repr(fixture))
+                raise SetupError(f"fixture {name}",
+                                 f"{type(exc).__name__}: {first_line(exc)}{where_raised(exc)}") from exc
+
+    def reflect_created(self, conn: Connection) -> MetaData:
+        """The tables this run created that exist now, reflected (one catalog query)."""
+        existing = set(inspect(conn).get_table_names())
+        reflected = MetaData()
+        reflected.reflect(conn, only=[name for name in self._created if name in existing])
+        return reflected
+
+    def drop_created(self, conn: Connection) -> tuple[str, ...]:
+        """Drop the tables this run created that still exist (committed ones); return their names."""
+        reflected = self.reflect_created(conn)
+        if not reflected.tables:
+            return ()
+        tables = list(reversed(reflected.sorted_tables))
+        reflected.drop_all(conn)
+        conn.commit()
+        return tuple(t.name for t in tables)
+
+    @staticmethod
+    def empty(conn: Connection, reflected: MetaData) -> None:
+        """Delete every row of the ``reflected`` tables (from :meth:`reflect_created`)."""
+        for table in reversed(reflected.sorted_tables):
+            conn.execute(delete(table))
+        conn.commit()
+
+    @staticmethod
+    def _alembic_upgrade(conn: Connection, path: str) -> None:
+        """``alembic upgrade head`` on ``conn`` (env.py must use it, as the
+        Alembic cookbook's "sharing a connection" recipe does)."""
+        try:
+            from alembic import command
+            from alembic.config import Config
+        except ImportError as exc:
+            raise ConfigError("alembic", path, "Alembic is not installed",
+                              "pip install alembic (or nose2-sqltx[alembic])") from exc
+        config = Config(path)
+        config.attributes["connection"] = conn
+        # An env.py that ignores the connection would migrate whatever its own
+        # URL names, for real: make it fail instead.
+        config.set_main_option("sqlalchemy.url", NO_ALEMBIC_URL)
+        try:
+            command.upgrade(config, "head")
+        except Exception as exc:
+            if any(NO_ALEMBIC_URL.split(":")[0] in str(e) for e in exception_chain(exc)):
+                raise SetupError(
+                    "creating the schema (alembic upgrade head)",
+                    f"the env.py of {path} opened its own connection instead of using the run's: in "
+                    "run_migrations_online(), use config.attributes.get(\"connection\") when it is set "
+                    "(Alembic's cookbook: \"Sharing a Connection across one or more programmatic "
+                    "migration commands\")",
+                ) from exc
+            if isinstance(exc, (SQLAlchemyError, SetupError)):
+                raise
+            raise SetupError("creating the schema (alembic upgrade head)",
+                             f"{type(exc).__name__}: {first_line(exc)}{where_raised(exc)}") from exc

@@ -1,0 +1,207 @@
+"""Scopes: one level of isolation each (the run, a class, a test), and the stack of open ones.
+
+A :class:`Scope` hands out the handles a test uses (``engine``,
+``connection``, ``session``) and logs the SQL sent while it is the innermost
+scope. :class:`ScopeStack` keeps the open scopes in order, routes the query
+log to the innermost one, and tells the app's scoped sessions (through the
+:class:`~nose2_sqltx.redirect.Redirection`) where each scope starts and ends.
+How a scope is isolated (a savepoint, or real commits) is the run's current
+mode's business, not the stack's.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from .errors import NotActiveError, ScopeEndedError
+from .redirect import Redirection
+
+__unittest = True
+
+__all__ = ["Scope", "ScopeStack", "ScopeOwner", "Mode", "After"]
+
+
+class ScopeOwner(Protocol):
+    """What opened a scope, and ends it (an :class:`~nose2_sqltx.isolation.IsolatedDatabase`)."""
+
+    def end_scope(self, scope: Scope) -> None: ...
+
+
+class After(enum.Enum):
+    """What the end of a scope left for the run to do."""
+
+    #: nothing: the next scope can start
+    NOTHING = "nothing"
+    #: the run's transaction was found ended behind its back: repair the run
+    REPAIR = "repair"
+    #: the scope that asked for real commits ended: return to the run's transaction
+    RETURN = "return"
+
+
+class Mode(Protocol):
+    """How scopes are isolated now: savepoints in the run's transaction
+    (:class:`~nose2_sqltx.transaction.RunTransaction`) or real commits
+    (:class:`~nose2_sqltx.committed.CommittedMode`)."""
+
+    real_commits: bool
+
+    @property
+    def engine(self) -> Engine: ...
+
+    def owns(self, engine: Engine) -> bool: ...
+
+    def quiet(self) -> AbstractContextManager[None]: ...
+
+    def enter_scope(self, scope: Scope) -> None: ...
+
+    def leave_scope(self, scope: Scope, stack: ScopeStack) -> After: ...
+
+
+class Scope:
+    """One level of isolation (the run, a class, a test) and its handles.
+
+    ``engine``: an Engine whose every connection is the test transaction.
+    ``connection`` and ``session`` are made on first use and closed when the
+    scope ends. All handles share one transaction: a commit through any of
+    them keeps the work until the scope ends; a rollback through any of them
+    undoes everything since the last commit.
+
+    ``setup``, if given, is called when the scope opens and again whenever
+    the run has to make it afresh (after code under test ended the run's
+    transaction, or around real commits). ``real_commits``: the scope's
+    handles really commit (see :meth:`IsolatedDatabase.begin_scope`).
+    """
+
+    def __init__(self, database: ScopeOwner, depth: int, setup: Callable[[], object] | None,
+                 engine: Engine, *, real_commits: bool = False) -> None:
+        self.database = database
+        self.setup = setup
+        self.engine = engine
+        self.real_commits = real_commits
+        self.depth = depth
+        self.savepoint = f"sqltx_{depth}"
+        self.closed = False
+        #: the SQL that went through the scope's handles and the app's
+        #: redirected engines while this was the innermost scope, in order
+        self.queries: list[str] = []
+        #: where the leak watch stood when the scope opened
+        self.leak_mark = 0
+        self._connection: Connection | None = None
+        self._session: Session | None = None
+
+    @property
+    def connection(self) -> Connection:
+        if self._connection is None:
+            self._check_open()
+            self._connection = self.engine.connect()
+        return self._connection
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._check_open()
+            self._session = Session(bind=self.engine)
+        return self._session
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ScopeEndedError(self.depth)
+
+    def close(self) -> None:
+        """Close the handles (the scope's transaction is rolled back right after)."""
+        for handle in (self._session, self._connection):
+            if handle is not None:
+                try:
+                    handle.close()
+                except Exception:  # noqa: BLE001 - the scope's rollback, right after, decides
+                    pass
+        self._session = self._connection = None
+        self.closed = True
+
+    def reopen(self, depth: int, engine: Engine, *, real_commits: bool) -> None:
+        """Open again at ``depth`` (the run made the scopes afresh)."""
+        self.depth = depth
+        self.savepoint = f"sqltx_{depth}"
+        self.engine = engine
+        self.real_commits = real_commits
+        self.closed = False
+        self.queries = []
+
+    def __enter__(self) -> Scope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.database.end_scope(self)
+
+    def __repr__(self) -> str:
+        return f"<Scope depth={self.depth} {'closed' if self.closed else 'open'}>"
+
+
+class ScopeStack:
+    """The open scopes, outermost (the run's) first."""
+
+    def __init__(self, redirection: Redirection) -> None:
+        self.redirection = redirection
+        self._scopes: list[Scope] = []
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def __contains__(self, scope: object) -> bool:
+        return scope in self._scopes
+
+    @property
+    def innermost(self) -> Scope:
+        if not self._scopes:
+            raise NotActiveError("this IsolatedDatabase (it is not started)")
+        return self._scopes[-1]
+
+    @property
+    def inner(self) -> list[Scope]:
+        """The open scopes inside the run's own, outermost first."""
+        return self._scopes[1:]
+
+    def log(self, statement: str) -> None:
+        """A statement through the run's engines: the innermost scope's."""
+        if self._scopes:
+            self._scopes[-1].queries.append(statement)
+
+    def push(self, scope: Scope) -> None:
+        self._scopes.append(scope)
+        self.redirection.begin_scope()
+
+    def pop_through(self, scope: Scope) -> None:
+        """Close ``scope`` and every scope still open inside it, innermost first."""
+        while self._scopes:
+            inner = self._scopes.pop()
+            inner.close()
+            self.redirection.end_scope()
+            if inner is scope:
+                return
+
+    def close_all(self, *, keep_run: bool = False) -> list[Scope]:
+        """Close every scope (``keep_run``: but the run's own) and the app's
+        scoped sessions, because the data under them is about to go; return
+        the inner ones, for :meth:`replay`."""
+        inner = self.inner
+        for scope in reversed(self._scopes[1:] if keep_run else self._scopes):
+            scope.close()
+        self._scopes = self._scopes[:1] if keep_run else []
+        self.redirection.end_all()
+        return inner
+
+    def replay(self, scopes: list[Scope], mode: Mode) -> None:
+        """Reopen ``scopes`` (callers hold these objects) in ``mode``,
+        outermost first, running their setup again."""
+        for scope in scopes:
+            scope.reopen(len(self._scopes), mode.engine, real_commits=mode.real_commits)
+            mode.enter_scope(scope)
+            self.push(scope)
+            if scope.setup is not None:
+                scope.setup()
