@@ -51,6 +51,7 @@ from .errors import (
     NotActiveError,
     SetupError,
     TransactionEndedError,
+    UnsupportedObjectError,
 )
 from .leaks import LeakWatch
 from .messages import PREFIX, mask_url
@@ -239,7 +240,10 @@ class IsolatedDatabase:
             self.server_version = self.backend.server_version(connection.dbapi)
             self.timings["connect"] = time.perf_counter() - started
             self._parts.watch.start()
-            self.redirection.point(connection.engine)
+            try:
+                self.redirection.point(connection.engine)
+            except UnsupportedObjectError as exc:
+                raise SetupError("redirecting the app's engines and sessions", str(exc)) from exc
             self._run = Run(self._parts, connection, self.run_url, lock_timeout_ms=self.lock_timeout_ms,
                             statement_timeout_ms=self.statement_timeout_ms)
             self._run.open(first=True)
