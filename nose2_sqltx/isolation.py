@@ -280,7 +280,7 @@ class IsolatedDatabase:
         try:
             if run is not None and run.mode is run.transaction and run.lost is None:
                 if len(self._parts.scopes) <= 1:
-                    run.watching_lost(run.transaction.check_intact)
+                    run.transaction.check_intact()
                 if run.transaction.ended:
                     incident = run.repair(rebuild=False)
                     self.incidents.append(incident)
@@ -344,7 +344,7 @@ class IsolatedDatabase:
         mode = run.mode
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
-        run.watching_lost(mode.enter_scope, scope)
+        mode.enter_scope(scope)
         self._parts.scopes.push(scope)
         if setup is not None:
             try:
@@ -373,7 +373,7 @@ class IsolatedDatabase:
         mode = run.mode
         with mode.quiet():
             scopes.pop_through(scope)
-            after = run.watching_lost(mode.leave_scope, scope, scopes)
+            after = mode.leave_scope(scope, scopes)
         if after is After.RETURN:
             run.return_to_transaction()
         elif after is After.REPAIR:

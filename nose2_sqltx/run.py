@@ -13,9 +13,7 @@ commits is open.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -65,8 +63,11 @@ class Run:
                                           lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
         self.mode: Mode = self.transaction
         self.timings: dict[str, float] = {}
-        #: set once the connection was found lost; nothing can be repaired then
-        self.lost: ConnectionLostError | None = None
+
+    @property
+    def lost(self) -> ConnectionLostError | None:
+        """Why the connection was lost, once it was; nothing can be repaired then."""
+        return self.transaction.lost
 
     def owns(self, engine: Engine) -> bool:
         """Whether ``engine`` is one of the run's (its connection's, or the current mode's)."""
@@ -91,14 +92,6 @@ class Run:
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
             self.timings["schema"] = schema_done - started
             self.timings["fixtures"] = time.perf_counter() - schema_done
-
-    def watching_lost(self, call: Callable[..., Any], *args: Any) -> Any:
-        """``call(*args)``; a lost connection is remembered for the rest of the run."""
-        try:
-            return call(*args)
-        except ConnectionLostError as exc:
-            self.lost = exc
-            raise
 
     # -- real commits ------------------------------------------------------------
     def enter_committed(self) -> None:

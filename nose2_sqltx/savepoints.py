@@ -42,8 +42,8 @@ own rollback, and a new savepoint is set only where no spare is left.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 from .errors import TransactionEndedError
@@ -245,14 +245,11 @@ class SavepointConnection:
         self._sqltx_ended = True
         self._sqltx_last = None
 
-    @contextmanager
-    def sqltx_quiet(self) -> Iterator[None]:
-        """App commits and rollbacks are no-ops inside: the owner rolls back right after."""
-        self._sqltx_quiet = True
-        try:
-            yield
-        finally:
-            self._sqltx_quiet = False
+    def sqltx_quiet(self) -> _Quiet:
+        """A context: app commits and rollbacks are no-ops inside, as the owner
+        rolls back right after."""
+        # A plain object rather than a generator: it runs at every scope's end.
+        return _Quiet(self)
 
     def sqltx_real_rollback(self) -> None:
         self._sqltx_real_rollback()
@@ -362,3 +359,19 @@ def guarded_setting(real: Any, name: str, autocommit: Callable[[Any], bool] | No
             real.__set__(self, value)
 
     return property(get, set_)
+
+
+class _Quiet:
+    """What :meth:`SavepointConnection.sqltx_quiet` returns."""
+
+    __slots__ = ("_connection",)
+
+    def __init__(self, connection: SavepointConnection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> None:
+        self._connection._sqltx_quiet = True
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self._connection._sqltx_quiet = False

@@ -10,13 +10,13 @@ repairs, or whether the connection itself was lost, which nothing repairs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 from sqlalchemy import Engine
 
 from .connection import RunConnection
 from .dialects import Backend
+from .errors import ConnectionLostError
 from .scopes import After, Scope, ScopeStack
 
 __unittest = True
@@ -40,6 +40,8 @@ class RunTransaction:
         self.namespace_sql = namespace_sql
         self.lock_timeout_ms = lock_timeout_ms
         self.statement_timeout_ms = statement_timeout_ms
+        #: set once the connection was found lost, for the rest of the run
+        self.lost: ConnectionLostError | None = None
 
     @property
     def engine(self) -> Engine:
@@ -68,11 +70,9 @@ class RunTransaction:
             dbapi.sqltx_execute(sql)
         dbapi.sqltx_arm()
 
-    @contextmanager
-    def quiet(self) -> Iterator[None]:
+    def quiet(self) -> AbstractContextManager[None]:
         """App rollbacks while closing handles are no-ops: the scope's rollback follows."""
-        with self.connection.dbapi.sqltx_quiet():
-            yield
+        return self.connection.dbapi.sqltx_quiet()
 
     def enter_scope(self, scope: Scope) -> None:
         try:
@@ -123,4 +123,5 @@ class RunTransaction:
     def _raise_if_lost(self, exc: Exception) -> None:
         lost = self.connection.lost(exc)
         if lost is not None:
+            self.lost = lost
             raise lost from exc
