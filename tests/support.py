@@ -260,7 +260,9 @@ class FunctionalTest(unittest.TestCase):
                 continue
             delattr(cls, name)
             for target in targets:
-                setattr(cls, f"{name}__{target.replace('+', '_').replace('-', '_')}", _bound(method, target))
+                bound = _bound(method, target)
+                bound.__name__ = bound.__qualname__ = f"{name}__{target.replace('+', '_').replace('-', '_')}"
+                setattr(cls, bound.__name__, bound)
 
     @classmethod
     def setUpClass(cls) -> None:

@@ -1,0 +1,46 @@
+"""The app's own savepoints, commits and rollbacks, in random sequences, on
+a Session and on a Connection; what each test saw goes to $ORACLE_OUT (one
+JSON line per test), for the functional test to compare with the oracle."""
+
+import json
+import os
+import unittest
+
+from models import rows
+from savepoint_ops import START, play, sequence
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from nose2_sqltx import DatabaseTest
+
+SEQUENCES = int(os.environ.get("ORACLE_SEQUENCES", "30"))
+
+
+class TestAppSavepoints(DatabaseTest, unittest.TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        with Session(cls.engine) as session:
+            session.execute(insert(rows).values(name=START))
+            session.commit()
+
+    def record(self, path, seed, seen):
+        with open(os.environ["ORACLE_OUT"], "a") as out:
+            out.write(json.dumps({"path": path, "seed": seed, "seen": seen}) + "\n")
+
+
+def _test(path, seed):
+    def test(self):
+        if path == "session":
+            with Session(self.engine) as handle:
+                seen = play(handle, rows, sequence(seed))
+        else:
+            with self.engine.connect() as handle:
+                seen = play(handle, rows, sequence(seed))
+        self.record(path, seed, seen)
+
+    return test
+
+
+for _seed in range(SEQUENCES):
+    for _path in ("session", "connection"):
+        setattr(TestAppSavepoints, f"test_{_path}_{_seed:03}", _test(_path, _seed))
