@@ -22,6 +22,7 @@ __all__ = [
     "SetupError",
     "TransactionEndedError",
     "ImplicitCommitError",
+    "SharedTransactionError",
     "LeakError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
@@ -212,6 +213,31 @@ class ImplicitCommitError(SqltxError):
         super().__init__(
             f"refused {statement!r}: on {server} it commits the open transaction implicitly, which "
             f"would keep this test's data and end the isolation of every later test. {fix}"
+        )
+
+
+class SharedTransactionError(SqltxError):
+    """Two handles of one test (Sessions, Connections) would disturb each other.
+
+    In production each handle has a transaction of its own; in a test they
+    share the test transaction. Where that cannot give the production result,
+    the call is refused before anything is sent. ``action`` is what ``handle``
+    asked for (``"release of savepoint sa_savepoint_1"``, ``"rollback"``),
+    ``other`` the handle whose work it would have undone or kept, and
+    ``other_work`` what that work is; handles are named by where the test first
+    used them.
+    """
+
+    def __init__(self, action: str, handle: str, other: str, other_work: str) -> None:
+        self.action = action
+        self.handle = handle
+        self.other = other
+        self.other_work = other_work
+        super().__init__(
+            f"the {action} by {handle} was refused: in the one test transaction it would also "
+            f"{other_work} of {other}, which production never does (each handle has its own transaction "
+            "there). Fix: use one Session (or Connection) per test for this work, or finish one handle's "
+            "savepoints and transaction before the other handle writes or opens its own"
         )
 
 

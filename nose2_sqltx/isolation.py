@@ -53,6 +53,7 @@ from .errors import (
     TransactionEndedError,
     UnsupportedObjectError,
 )
+from .handles import Handles
 from .leaks import LeakWatch
 from .messages import PREFIX, mask_url
 from .redirect import Redirection
@@ -164,9 +165,15 @@ class IsolatedDatabase:
                 "every worker in the same schema, and the workers would wait on each other; run without -N",
             )
         scopes = ScopeStack(self.redirection)
+        handles = Handles(self._is_run_connection)
+
+        def log(conn: Any, statement: str, context: Any) -> None:
+            scopes.log(statement)
+            handles.saw(conn, statement, context)
+
         self._parts = RunParts(
             database=self, backend=self.backend, schema=tables, scopes=scopes, redirection=self.redirection,
-            watch=LeakWatch(is_run_engine=self._is_run_engine, log=scopes.log),
+            watch=LeakWatch(is_run_engine=self._is_run_engine, log=log), handles=handles,
             audit=CatalogAudit(self.backend, self.masked_url), namespace=schema, namespace_sql=namespace_sql)
         self._run: Run | None = None
         self._lost: ConnectionLostError | None = None
@@ -240,6 +247,8 @@ class IsolatedDatabase:
             self.server_version = self.backend.server_version(connection.dbapi)
             self.timings["connect"] = time.perf_counter() - started
             self._parts.watch.start()
+            self._parts.handles.install(connection.engine)
+            self._parts.handles.start()
             try:
                 self.redirection.point(connection.engine)
             except UnsupportedObjectError as exc:
@@ -306,6 +315,7 @@ class IsolatedDatabase:
         run, self._run = self._run, None
         try:
             self._parts.watch.stop()  # no test runs from here on; the run's own clean-up is not a leak
+            self._parts.handles.stop()
             if run is not None:
                 self._lost = run.lost
                 return run.close(verify=verify)
@@ -344,6 +354,7 @@ class IsolatedDatabase:
         mode = run.mode
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
+        self._parts.handles.reset()
         mode.enter_scope(scope)
         self._parts.scopes.push(scope)
         if setup is not None:
@@ -371,6 +382,7 @@ class IsolatedDatabase:
             return  # already ended (e.g. by an enclosing scope, or twice)
         run = self._started()
         mode = run.mode
+        self._parts.handles.reset()  # the scope's rollback undoes all its handles' work
         with mode.quiet():
             scopes.pop_through(scope)
             after = mode.leave_scope(scope, scopes)
@@ -432,6 +444,11 @@ class IsolatedDatabase:
     def _is_run_engine(self, engine: Engine) -> bool:
         run = self._run
         return run is not None and run.owns(engine)
+
+    def _is_run_connection(self, engine: Engine) -> bool:
+        """Whether ``engine`` hands out the run's one connection (not real commits' own)."""
+        run = self._run
+        return run is not None and run.connection.owns(engine)
 
     def _started(self) -> Run:
         if self._run is None:

@@ -101,11 +101,11 @@ class LeakWatch:
     """Listens to every Engine's statements from :meth:`start` to :meth:`stop`.
 
     ``is_run_engine(engine)`` says whether an engine is one of the run's;
-    their statements go to ``log``. ``checking`` is switched off while the
+    their statements go to ``log(connection, statement, context)``. ``checking`` is switched off while the
     run really commits (other connections are then the point).
     """
 
-    def __init__(self, *, is_run_engine: Callable[[Engine], bool], log: Callable[[str], None]) -> None:
+    def __init__(self, *, is_run_engine: Callable[[Engine], bool], log: Callable[[Any, str, Any], None]) -> None:
         self._is_run_engine = is_run_engine
         self._log = log
         self.checking = True
@@ -143,7 +143,7 @@ class LeakWatch:
                     executemany: bool) -> None:
         engine = conn.engine
         if self._is_run_engine(engine):
-            self._log(statement)
+            self._log(conn, statement, context)
         elif self.checking and not is_unwatched(engine) and is_write(statement, context):
             leak = LeakError(short_sql(statement), mask_url(engine.url), names_of(engine))
             self.leaks.append(leak)

@@ -22,6 +22,7 @@ from .committed import CommittedMode
 from .connection import RunConnection
 from .dialects import Backend
 from .errors import ConnectionLostError, DatabaseChangedError, SetupError, TransactionEndedError
+from .handles import Handles
 from .leaks import LeakWatch
 from .redirect import Redirection
 from .safety import CatalogAudit
@@ -45,6 +46,7 @@ class RunParts:
     scopes: ScopeStack
     redirection: Redirection
     watch: LeakWatch
+    handles: Handles
     audit: CatalogAudit
     #: the namespace of the run's own (a parallel worker's schema), or None
     namespace: str | None

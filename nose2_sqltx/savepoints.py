@@ -191,6 +191,11 @@ class SavepointConnection:
         return self._sqltx_armed
 
     @property
+    def sqltx_failed(self) -> bool:
+        """Whether the transaction is in error (PostgreSQL: only a rollback brings it back)."""
+        return self._sqltx_status() == INERROR
+
+    @property
     def sqltx_ended(self) -> bool:
         """True once the run's transaction was found ended behind the owner's back."""
         return self._sqltx_ended

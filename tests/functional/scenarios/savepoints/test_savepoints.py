@@ -7,7 +7,7 @@ import os
 import unittest
 
 from models import rows
-from savepoint_ops import START, play, sequence
+from savepoint_ops import START, play, play_two, sequence, two_sequence
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
@@ -41,6 +41,17 @@ def _test(path, seed):
     return test
 
 
+def _two(path, seed):
+    def test(self):
+        with Session(self.engine) as a, Session(self.engine) as b:
+            seen = play_two([a, b], rows, two_sequence(seed, turns=path == "turns"), shared=True)
+        self.record(path, seed, seen)
+
+    return test
+
+
 for _seed in range(SEQUENCES):
     for _path in ("session", "connection"):
         setattr(TestAppSavepoints, f"test_{_path}_{_seed:03}", _test(_path, _seed))
+    for _path in ("two", "turns"):
+        setattr(TestAppSavepoints, f"test_{_path}_{_seed:03}", _two(_path, _seed))
