@@ -91,6 +91,7 @@ class Run:
             parts.schema.create(conn, committed=False)
         schema_done = time.perf_counter()
         parts.schema.run_fixtures(conn)
+        transaction.connection.dbapi.sqltx_check_commits(*parts.backend.commit_checks(conn))
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
             self.timings["schema"] = schema_done - started
             self.timings["fixtures"] = time.perf_counter() - schema_done

@@ -151,6 +151,9 @@ class SavepointConnection:
     _sqltx_last: str | None = None
     _sqltx_settings: dict[str, Any] | None = None
     _sqltx_stack: SavepointStack
+    #: what a real COMMIT would check, run at each app commit, and what recovers from its failure
+    _sqltx_commit_check: Step = ()
+    _sqltx_commit_recover: Step = ()
 
     # -- provided by the driver adapter -----------------------------------
     def _sqltx_exec(self, sql: str) -> None:
@@ -219,6 +222,13 @@ class SavepointConnection:
         self._sqltx_dirty = False
         self._sqltx_autocommit = False
         self._sqltx_settings = {}
+
+    def sqltx_check_commits(self, check: Step, recover: Step) -> None:
+        """At each app commit, run ``check`` first (what only a real COMMIT
+        would check, such as deferred constraints); if it fails, run
+        ``recover``, undo the work since the last commit (a failed commit
+        rolls back) and raise the driver's error from ``commit()``."""
+        self._sqltx_commit_check, self._sqltx_commit_recover = check, recover
 
     def sqltx_disarm(self) -> None:
         """Transaction control is real again (the owner's own, or none)."""
@@ -309,10 +319,25 @@ class SavepointConnection:
         if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
             return None
         # Like PostgreSQL, a commit of a failed transaction rolls it back.
-        failed = self._sqltx_status() == INERROR
-        self._sqltx_send(self._sqltx_stack.undo() if failed else self._sqltx_stack.keep())
+        if self._sqltx_status() == INERROR:
+            self._sqltx_send(self._sqltx_stack.undo())
+        else:
+            if self._sqltx_commit_check:
+                self._sqltx_run_commit_check()
+            self._sqltx_send(self._sqltx_stack.keep())
         self._sqltx_dirty = False
         return None
+
+    def _sqltx_run_commit_check(self) -> None:
+        try:
+            self._sqltx_send(self._sqltx_commit_check)
+        except Exception:
+            # As a real COMMIT that fails: the work since the last commit is
+            # gone, and the app gets the database's error from commit().
+            self._sqltx_send(self._sqltx_commit_recover)
+            self._sqltx_send(self._sqltx_stack.undo())
+            self._sqltx_dirty = False
+            raise
 
     def rollback(self) -> None:
         if not self._sqltx_armed:

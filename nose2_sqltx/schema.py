@@ -70,16 +70,25 @@ class Schema:
     def create(self, conn: Connection, *, committed: bool, why: str | None = None) -> None:
         """Create the schema on ``conn``; remember which tables were new.
 
-        ``committed``: the tables outlive the run's transaction, so tables of
-        the same name that exist already are refused (they would be dropped
-        with the run's); ``why`` says why they are committed, for that error.
+        Tables of the metadata's names that exist already are refused: the
+        tests would see their rows and their columns instead of the tables the
+        metadata describes (``create_all`` skips them), and with ``committed``
+        (the run's tables outlive its transaction) they would be dropped with
+        the run's; ``why`` says why they are committed, for that error.
         """
         if not self.metadata and self.alembic is None:
             return
         step = "creating the schema (" + ("alembic upgrade head" if self.alembic else "metadata") + ")"
         existing = set(inspect(conn).get_table_names())
-        clash = [t.name for m in self.metadata for t in m.sorted_tables if t.name in existing]
-        if committed and clash and not self.backend.owns_database:
+        clash = self._existing(conn, existing)
+        if clash and not committed:
+            raise SetupError(
+                step,
+                f"tables {', '.join(clash)} already exist in {self.masked_url} (left by another program or an "
+                "older version of the schema): the tests would see their rows and columns instead of the tables "
+                "the metadata describes. Drop them, or point dsn at a database without them",
+            )
+        if clash and not self.backend.owns_database:
             raise SetupError(
                 step,
                 f"tables {', '.join(clash)} already exist in {self.masked_url}; "
@@ -106,6 +115,23 @@ class Schema:
             raise SetupError(step, reason) from exc
         made = [name for name in inspect(conn).get_table_names() if name not in existing]
         self._created = list(dict.fromkeys(self._created + made))
+
+    def _existing(self, conn: Connection, default: set[str]) -> list[str]:
+        """The metadata's tables that the database already holds (``default``:
+        the names in the connection's default schema)."""
+        names: dict[str | None, set[str]] = {None: default}
+        found = []
+        for metadata in self.metadata:
+            for table in metadata.sorted_tables:
+                if table.schema not in names:
+                    try:
+                        names[table.schema] = set(inspect(conn).get_table_names(schema=table.schema))
+                    except SQLAlchemyError:
+                        conn.rollback()  # no such schema: nothing of it exists yet
+                        names[table.schema] = set()
+                if table.name in names[table.schema]:
+                    found.append(table.fullname)
+        return found
 
     def run_fixtures(self, conn: Connection) -> None:
         for fixture in self.fixtures:

@@ -153,6 +153,13 @@ class Backend:
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 
+    def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What to run at each app commit to check what only a real COMMIT
+        checks (deferred constraints), and what recovers when that check
+        fails; empty when the run's database has nothing to check, so that
+        commits cost nothing extra. Asked once the run's schema is built."""
+        return (), ()
+
     def is_lock_timeout(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what it wraps) is the server giving up on a lock."""
         return False

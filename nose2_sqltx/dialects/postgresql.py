@@ -37,6 +37,8 @@ def stales_prepared_statements(command_status: str) -> bool:
 #: shown in pg_stat_activity unless the URL names its own application_name
 APPLICATION_NAME = "nose2-sqltx"
 _LOCK_NOT_AVAILABLE = "55P03"
+#: the savepoint an app's commit checks deferred constraints in
+_CHECK = "sqltx_check"
 _QUERY_CANCELED = "57014"
 
 
@@ -236,6 +238,20 @@ class PostgreSQL(Backend):
         conn.execute(DropSchema(name, cascade=True))
         conn.commit()
         return (f"schema {name}",)
+
+    def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        deferrable = conn.exec_driver_sql(
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE condeferrable)"
+            " OR EXISTS (SELECT 1 FROM pg_trigger WHERE tgdeferrable)"
+        ).scalar()
+        if not deferrable:
+            return (), ()
+        # Checked inside a savepoint that is rolled back: the constraints go
+        # back to their own modes (DEFERRED stays deferred), and their pending
+        # checks stay pending for the real end of the transaction.
+        return ((f"SAVEPOINT {_CHECK}", "SET CONSTRAINTS ALL IMMEDIATE", f"ROLLBACK TO SAVEPOINT {_CHECK}",
+                 f"RELEASE SAVEPOINT {_CHECK}"),
+                (f"ROLLBACK TO SAVEPOINT {_CHECK}", f"RELEASE SAVEPOINT {_CHECK}"))
 
     def server_version(self, dbapi_connection: Any) -> str:
         number = int(dbapi_connection.info.server_version)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from sqlalchemy import Engine, create_engine, delete, event, insert
 from sqlalchemy.orm import Session
 
 from nose2_sqltx import unwatched
-from tests.support import QUICK, SCENARIOS, FunctionalTest, each_target, target_dsn
+from tests.support import QUICK, SCENARIOS, FunctionalTest, each_target, run_nose2, target_dsn
 
 SEQUENCES = 30 if QUICK else 60
 
@@ -27,6 +28,7 @@ def _load(name: str) -> Any:
 
 
 ops = _load("savepoint_ops")
+deferred_ops = _load("deferred_ops")
 
 
 def oracle_engine(target: str, directory: str) -> Engine:
@@ -117,3 +119,54 @@ class TestAppSavepoints(FunctionalTest):
         # never be refused, and a freely interleaved sequence gets as far as
         # production up to where sharing would change a result.
         self.assertEqual([key for key in refused if key[0] == "turns"], [])
+
+
+class TestDeferredConstraints(FunctionalTest):
+    @each_target("postgresql+psycopg2", "postgresql+psycopg")
+    def test_checked_at_the_apps_commit_as_in_production(self, target):
+        engine = unwatched(create_engine(target_dsn(target)))
+        parent, child = deferred_ops.tables("sqltx_oracle_deferred")
+        parent.metadata.create_all(engine)
+        try:
+            want = deferred_ops.play(engine, parent, child)
+        finally:
+            parent.metadata.drop_all(engine)
+            engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "seen.json"
+            run = self.run_scenario("deferred", target=target, env={"ORACLE_OUT": str(out)})
+            got = json.loads(out.read_text())
+        self.assertRan(run, 2)
+        self.assertEqual(got, want)
+        self.assertEqual(want[2], "IntegrityError")  # the oracle itself: the commit failed
+
+
+class TestExistingTables(FunctionalTest):
+    """A table of the metadata's name that the database already holds is
+    refused, never used with its old rows and columns."""
+
+    @each_target("postgresql+psycopg2", "sqlite-file")
+    def test_an_older_table_of_the_same_name_is_refused_in_one_line(self, target):
+        with tempfile.TemporaryDirectory() as tmp:
+            url = target_dsn(target, tmp)
+            engine = unwatched(create_engine(url))
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE sqltx_item (id integer PRIMARY KEY, old_name varchar(10))")
+                conn.exec_driver_sql("INSERT INTO sqltx_item VALUES (1, 'zed')")
+            try:
+                run = run_nose2("plain", env={"SQLTX_DSN": url})
+                with engine.connect() as conn:
+                    rows = conn.exec_driver_sql("SELECT id, old_name FROM sqltx_item").all()
+            finally:
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("DROP TABLE sqltx_item")
+                engine.dispose()
+            if target == "sqlite-file":
+                self.assertEqual(sorted(os.listdir(tmp)), ["run.db"])  # the file the test made, as it was
+        self.assertEqual(run.returncode, 2, run.output)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+        self.assertIn("tables sqltx_item already exist in", run.stderr)
+        self.assertIn("the tests would see their rows and columns", run.stderr)
+        self.assertIn("Drop them, or point dsn at a database without them", run.stderr)
+        self.assertEqual(rows, [(1, "zed")])  # left as found
+        self.assertDatabaseUnchanged()
