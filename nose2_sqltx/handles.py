@@ -24,11 +24,13 @@ other's uncommitted rows (the README says so).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, event
 
@@ -38,6 +40,8 @@ from .leaks import is_write
 __unittest = True
 
 __all__ = ["Handles"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: frames that are not the app's: ours, SQLAlchemy's and the functions SQLAlchemy generates
 _SKIP = (os.path.dirname(__file__), os.path.dirname(sys.modules["sqlalchemy"].__file__ or ""), "<sqlalchemy")
@@ -49,6 +53,15 @@ def _caller() -> tuple[str, int]:
     while frame is not None and frame.f_code.co_filename.startswith(_SKIP):
         frame = frame.f_back  # type: ignore[assignment]
     return (frame.f_code.co_filename, frame.f_lineno) if frame is not None else ("", 0)
+
+
+def _locked(method: F) -> F:
+    @functools.wraps(method)
+    def locked(self: Handles, *args: Any) -> Any:
+        with self._lock:
+            return method(self, *args)
+
+    return locked  # type: ignore[return-value]
 
 
 @dataclass
@@ -98,8 +111,12 @@ class Handles:
         self._state = _ScopeState()
         self._clock = 0
         self._listening = False
-        #: the decision of the last commit or rollback event, for the dialect call right after it
-        self._pending_skip: bool | None = None
+        #: per thread, the decision of its last commit or rollback event, for
+        #: the dialect call right after it
+        self._pending = threading.local()
+        # Threads that use the run's engines at once (a pool of workers in the
+        # app) share this state: each decision is made under the lock.
+        self._lock = threading.RLock()
 
     # -- wiring ------------------------------------------------------------------
     def install(self, engine: Engine) -> None:
@@ -135,12 +152,14 @@ class Handles:
             event.remove(Engine, "rollback", self._on_rollback)
             self._listening = False
 
+    @_locked
     def reset(self) -> None:
         """A scope begins or ends: its handles' work is the scope's to undo."""
         if self._state.handles or self._state.savepoints:
             self._state = _ScopeState()
 
     # -- what the handles do -----------------------------------------------------
+    @_locked
     def saw(self, conn: Any, statement: str, context: Any) -> None:
         """A statement through one of the run's engines (from the leak watch)."""
         if is_write(statement, context):
@@ -155,6 +174,7 @@ class Handles:
             conn._sqltx_handle = handle  # keeps id(conn) from being reused while tracked
         return handle
 
+    @_locked
     def _on_savepoint(self, conn: Any, name: str) -> str:
         handle = self._handle(conn)
         taken = {s.sent for s in self._state.savepoints}
@@ -173,6 +193,7 @@ class Handles:
                 return i
         return None
 
+    @_locked
     def _on_release(self, conn: Any, name: str) -> str | None:
         handle = self._handle(conn)
         i = self._find(handle, name)
@@ -184,6 +205,7 @@ class Handles:
         del self._state.savepoints[i:]
         return sent
 
+    @_locked
     def _on_rollback_to(self, conn: Any, name: str) -> str | None:
         handle = self._handle(conn)
         i = self._find(handle, name)
@@ -227,7 +249,7 @@ class Handles:
         if self._state.refused:
             return True
         self._state.refused = True
-        self._pending_skip = None
+        self._pending.skip = None
         raise error
 
     # A handle's commit or rollback: SQLAlchemy's event names the handle, the
@@ -235,6 +257,7 @@ class Handles:
     # that wrote nothing since the last commit or rollback has nothing to keep
     # or undo, as in production: while another handle's writes are at stake,
     # its call is not sent at all.
+    @_locked
     def _on_commit(self, conn: Any) -> None:
         if not self._is_run_engine(conn.engine):
             return
@@ -248,6 +271,7 @@ class Handles:
                 other.kept_by = handle.label
         self._end_transaction(handle)
 
+    @_locked
     def _on_rollback(self, conn: Any) -> None:
         if not self._is_run_engine(conn.engine):
             return
@@ -267,12 +291,14 @@ class Handles:
 
     def _leave_out(self, handle: _Handle) -> None:
         """The handle's commit or rollback is not sent; SQLAlchemy forgets its savepoints."""
-        self._pending_skip = True
+        self._pending.skip = True
         self._forget_savepoints(handle)
 
+    @_locked
     def _skip(self, what: str) -> bool:
         """Whether the dialect's commit or rollback is to be left out."""
-        pending, self._pending_skip = self._pending_skip, None
+        pending: bool | None = getattr(self._pending, "skip", None)
+        self._pending.skip = None
         if pending is not None:
             return pending
         # Not a handle's own call: the pool resetting a connection that had no
@@ -297,7 +323,7 @@ class Handles:
         self._state.savepoints = [s for s in self._state.savepoints if s.handle is not handle]
 
     def _end_transaction(self, handle: _Handle) -> None:
-        self._pending_skip = False
+        self._pending.skip = False
         self._forget_savepoints(handle)
         handle.wrote = 0
         handle.kept_by = None
