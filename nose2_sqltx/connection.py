@@ -9,6 +9,8 @@ connection into one of our errors, with no password in it.
 
 from __future__ import annotations
 
+import os
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -61,6 +63,18 @@ def connect_errors(url: URL, backend: Backend) -> Iterator[None]:
         raise DatabaseUnavailableError(mask_url(url), scrub_password(url, exc.orig or exc)) from None
 
 
+#: the run connections of this process, for the child of a fork
+_live: weakref.WeakSet[RunConnection] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for connection in list(_live):
+        connection.detach_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class RunConnection:
     """The Engine of the run (``engine``) and its one DB-API connection (``dbapi``).
 
@@ -79,6 +93,22 @@ class RunConnection:
             dbapi = conn.connection.dbapi_connection
         assert isinstance(dbapi, SavepointConnection)
         self.dbapi: SavepointConnection = dbapi
+        self._backend: Backend = backend
+        _live.add(self)
+
+    def detach_in_child(self) -> None:
+        """In a forked child: point the child's copy of the socket at
+        /dev/null. Every use there is refused (the connection knows its
+        process), and a close by the driver (at the child's exit) says
+        goodbye to /dev/null instead of ending the parent's session."""
+        fd = self._backend.socket_fd(self.dbapi)
+        if fd is None:
+            return
+        devnull = os.open(os.devnull, os.O_RDWR)
+        try:
+            os.dup2(devnull, fd)
+        finally:
+            os.close(devnull)
 
     def owns(self, engine: Engine) -> bool:
         """Whether ``engine`` hands out this connection (the run's engine, a redirected one)."""

@@ -23,6 +23,7 @@ __all__ = [
     "TransactionEndedError",
     "ImplicitCommitError",
     "SharedTransactionError",
+    "ForkedProcessError",
     "LeakError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
@@ -238,6 +239,27 @@ class SharedTransactionError(SqltxError):
             f"{other_work} of {other}, which production never does (each handle has its own transaction "
             "there). Fix: use one Session (or Connection) per test for this work, or finish one handle's "
             "savepoints and transaction before the other handle writes or opens its own"
+        )
+
+
+class ForkedProcessError(SqltxError, RuntimeError):
+    """A process forked from the test run used the run's connection.
+
+    ``parent`` is the run's process id, ``child`` this one's. The connection
+    belongs to the parent's test transaction; the child's statements, commits
+    or rollbacks would run in it (or break it), so they are refused.
+    """
+
+    def __init__(self, parent: int, child: int) -> None:
+        self.parent = parent
+        self.child = child
+        super().__init__(
+            f"process {child} was forked from the test run (process {parent}) and used the run's database "
+            "connection, which belongs to the parent's test transaction: the child's work would be mixed into "
+            "the parent's, or end it. Nothing was sent. Fix: run this code in the test's own process, or let "
+            "the child make an engine of its own with create_engine() (its work is then outside the test "
+            "transaction and not rolled back: wrap that engine in nose2_sqltx.unwatched(), or give the test "
+            "real commits)"
         )
 
 

@@ -56,8 +56,13 @@ def _caller() -> tuple[str, int]:
 
 
 def _locked(method: F) -> F:
+    """Under the lock; in a forked child, not at all (returns None): the
+    run's connection refuses the child's every use by itself."""
+
     @functools.wraps(method)
     def locked(self: Handles, *args: Any) -> Any:
+        if os.getpid() != self._pid:
+            return None
         with self._lock:
             return method(self, *args)
 
@@ -117,6 +122,7 @@ class Handles:
         # Threads that use the run's engines at once (a pool of workers in the
         # app) share this state: each decision is made under the lock.
         self._lock = threading.RLock()
+        self._pid = os.getpid()
 
     # -- wiring ------------------------------------------------------------------
     def install(self, engine: Engine) -> None:
@@ -128,18 +134,20 @@ class Handles:
         savepoint, release, rollback_to = (dialect.do_savepoint, dialect.do_release_savepoint,
                                            dialect.do_rollback_to_savepoint)
         commit, rollback = dialect.do_commit, dialect.do_rollback
-        dialect.do_savepoint = lambda conn, name: savepoint(conn, self._on_savepoint(conn, name))
-        dialect.do_release_savepoint = lambda conn, name: self._send(release, conn, self._on_release(conn, name))
-        dialect.do_rollback_to_savepoint = lambda conn, name: self._send(rollback_to, conn,
+        dialect.do_savepoint = lambda conn, name: savepoint(conn, self._on_savepoint(conn, name) or name)
+        dialect.do_release_savepoint = lambda conn, name: self._send(release, conn, name, self._on_release(conn, name))
+        dialect.do_rollback_to_savepoint = lambda conn, name: self._send(rollback_to, conn, name,
                                                                           self._on_rollback_to(conn, name))
         dialect.do_commit = lambda dbapi_conn: None if self._skip("commit") else commit(dbapi_conn)
         dialect.do_rollback = lambda dbapi_conn: None if self._skip("rollback") else rollback(dbapi_conn)
         dialect._sqltx_handles = self
 
-    @staticmethod
-    def _send(call: Callable[[Any, str], None], conn: Any, name: str | None) -> None:
-        if name is not None:
-            call(conn, name)
+    def _send(self, call: Callable[[Any, str], None], conn: Any, asked: str, sent: str | None) -> None:
+        """``call`` with the savepoint's name as sent (None: the call is left out)."""
+        if os.getpid() != self._pid:
+            call(conn, asked)  # a forked child: the connection refuses it
+        elif sent is not None:
+            call(conn, sent)
 
     def start(self) -> None:
         event.listen(Engine, "commit", self._on_commit)

@@ -42,11 +42,12 @@ own rollback, and a new savepoint is set only where no spare is left.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from .errors import TransactionEndedError
+from .errors import ForkedProcessError, TransactionEndedError
 from .messages import short_sql
 
 __unittest = True
@@ -151,6 +152,7 @@ class SavepointConnection:
     _sqltx_last: str | None = None
     _sqltx_settings: dict[str, Any] | None = None
     _sqltx_stack: SavepointStack
+    _sqltx_pid: int = 0  # the process the connection was armed in: a forked child must not use it
     #: what a real COMMIT would check, run at each app commit, and what recovers from its failure
     _sqltx_commit_check: Step = ()
     _sqltx_commit_recover: Step = ()
@@ -216,6 +218,7 @@ class SavepointConnection:
         """From now on, app transaction control maps onto savepoints."""
         self._sqltx_stack = SavepointStack()
         self._sqltx_send(self._sqltx_stack.arm())
+        self._sqltx_pid = os.getpid()
         self._sqltx_armed = True
         self._sqltx_ended = False
         self._sqltx_last = None
@@ -284,7 +287,12 @@ class SavepointConnection:
         return (self._sqltx_settings or {}).get(name, default)
 
     # -- seen by the cursor wrappers (:func:`reported`) ---------------------
+    def _sqltx_in_own_process(self) -> None:
+        if self._sqltx_pid != os.getpid():
+            raise ForkedProcessError(self._sqltx_pid, os.getpid())
+
     def _sqltx_check(self) -> None:
+        self._sqltx_in_own_process()
         if self._sqltx_ended:
             # Refuse: with psycopg2 the next statement would run in autocommit.
             raise TransactionEndedError(self._sqltx_last, committed=False, refused=True)
@@ -316,6 +324,7 @@ class SavepointConnection:
     def commit(self) -> None:
         if not self._sqltx_armed:
             return self._sqltx_real_commit()
+        self._sqltx_in_own_process()
         if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty:
             return None
         # Like PostgreSQL, a commit of a failed transaction rolls it back.
@@ -342,6 +351,10 @@ class SavepointConnection:
     def rollback(self) -> None:
         if not self._sqltx_armed:
             return self._sqltx_real_rollback()
+        if self._sqltx_pid != os.getpid():
+            # A forked child's statements were all refused: it has nothing to
+            # undo, and the parent's transaction is not its to touch.
+            return None
         if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty or not self._sqltx_alive():
             # A lost connection has nothing left to roll back (SQLAlchemy
             # closes it when it sees the disconnect); the owner reports the loss.

@@ -153,6 +153,16 @@ class Backend:
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 
+    def socket_fd(self, dbapi_connection: Any) -> int | None:
+        """The file descriptor of the connection's socket, if it has one: a
+        forked child must not write to it (a driver closing the connection
+        there would end the parent's session)."""
+        fileno = getattr(dbapi_connection, "fileno", None)
+        try:
+            return int(fileno()) if fileno is not None else None
+        except Exception:  # noqa: BLE001 - no socket to protect
+            return None
+
     def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """What to run at each app commit to check what only a real COMMIT
         checks (deferred constraints), and what recovers when that check

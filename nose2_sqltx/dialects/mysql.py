@@ -315,6 +315,10 @@ class MySQL(Backend):
         # nothing: assume the worst unless the statement was a ROLLBACK.
         return statement is None or not rolls_back(statement)
 
+    def socket_fd(self, dbapi_connection: Any) -> int | None:
+        sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL has no fileno()
+        return sock.fileno() if sock is not None else super().socket_fd(dbapi_connection)
+
     def server_version(self, dbapi_connection: Any) -> str:
         info = str(dbapi_connection.get_server_info())
         match = re.search(r"(\d+\.\d+\.\d+)-MariaDB", info)

@@ -170,3 +170,12 @@ class TestExistingTables(FunctionalTest):
         self.assertIn("Drop them, or point dsn at a database without them", run.stderr)
         self.assertEqual(rows, [(1, "zed")])  # left as found
         self.assertDatabaseUnchanged()
+
+
+class TestForkedChildren(FunctionalTest):
+    @each_target()
+    def test_a_child_is_refused_and_never_touches_the_parents_transaction(self, target):
+        run = self.run_scenario("forked", target=target)
+        self.assertRan(run, 2)
+        self.assertIn("\nOK\n", run.stderr)
+        self.assertNotIn("Traceback", run.stderr)  # the child's clean-up is quiet too

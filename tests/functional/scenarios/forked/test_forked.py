@@ -1,0 +1,72 @@
+"""A test whose code forks: the child cannot use the run's connection, and
+nothing it does (using it, closing it, exiting) touches the parent's test
+transaction."""
+
+import multiprocessing
+import os
+import unittest
+
+from scenario_models import Item
+from sqlalchemy import func, insert, select
+
+from nose2_sqltx import DatabaseTest
+
+
+def _in_child(engine, write):
+    """What the child tried, and how it went (one line)."""
+    try:
+        engine.dispose(close=False)  # SQLAlchemy's documented recipe for a forked child
+        with engine.connect() as conn:
+            if write:
+                conn.execute(insert(Item).values(name="child"))
+                conn.commit()
+            else:
+                conn.execute(select(func.count()).select_from(Item)).scalar()
+        return "no error"
+    except Exception as exc:  # reported to the parent, which asserts on it
+        return f"{type(exc).__name__}: {exc}"
+
+
+def _report(queue, engine, write):
+    queue.put(_in_child(engine, write))
+
+
+class TestForked(DatabaseTest, unittest.TestCase):
+    def setUp(self):
+        self.session.add(Item(name="parent"))
+        self.session.flush()  # uncommitted: must survive whatever the child does
+
+    def assertParentIntact(self):
+        self.assertEqual(self.session.scalar(select(func.count()).where(Item.name == "parent")), 1)
+        self.assertEqual(self.session.scalar(select(func.count()).where(Item.name == "child")), 0)
+
+    def test_os_fork_child_is_refused_and_its_exit_closes_nothing_of_the_parent(self):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            outcome = _in_child(self.engine, write=True)
+            os.write(write, outcome.encode())
+            # What the driver does when the child's interpreter exits and the
+            # connection object goes: close it, at the driver's level.
+            dbapi = self.session.connection().connection.dbapi_connection
+            type(dbapi).__mro__[2].close(dbapi)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            outcome = pipe.read()
+        _, status = os.waitpid(pid, 0)
+        self.assertEqual(status, 0)
+        self.assertIn("ForkedProcessError: process", outcome)
+        self.assertIn("was forked from the test run", outcome)
+        self.assertParentIntact()
+
+    def test_multiprocessing_child_is_refused(self):
+        context = multiprocessing.get_context("fork")
+        queue = context.Queue()
+        child = context.Process(target=_report, args=(queue, self.engine, False))
+        child.start()
+        outcome = queue.get(timeout=30)
+        child.join(30)
+        self.assertIn("ForkedProcessError", outcome)
+        self.assertParentIntact()
