@@ -29,6 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
+from .classdata import wrap_new_attributes
 from .isolation import active_database, is_running
 from .scopes import Scope
 
@@ -102,7 +103,12 @@ class DatabaseTest:
     @classmethod
     def setUpTestData(cls) -> None:
         """Create data shared by every test of the class (runs once, in the
-        class's savepoint; rolled back after the class)."""
+        class's savepoint; rolled back after the class).
+
+        Attributes it sets on the class (``cls.ada = Customer(...)``) are per
+        test, as in Django: each test reads its own copy, made on first read.
+        An ORM object is loaded afresh in ``self.session`` (attached, current,
+        its changes the test's own); anything else is a deep copy."""
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -111,9 +117,15 @@ class DatabaseTest:
         cls._sqltx_class_scope = None
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.
-        scope = database.begin_scope(setup=cls.setUpTestData, real_commits=cls.real_commits)
+        scope = database.begin_scope(setup=cls._sqltx_set_up_test_data, real_commits=cls.real_commits)
         cls._sqltx_class_scope = scope
         cls.addClassCleanup(cls._sqltx_end_class, scope)  # type: ignore[attr-defined]
+
+    @classmethod
+    def _sqltx_set_up_test_data(cls) -> None:
+        before = dict(vars(cls))
+        cls.setUpTestData()
+        wrap_new_attributes(cls, before, lambda test: test.session)
 
     @classmethod
     def _sqltx_end_class(cls, scope: Scope) -> None:

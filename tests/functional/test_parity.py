@@ -179,3 +179,11 @@ class TestForkedChildren(FunctionalTest):
         self.assertRan(run, 2)
         self.assertIn("\nOK\n", run.stderr)
         self.assertNotIn("Traceback", run.stderr)  # the child's clean-up is quiet too
+
+
+class TestClassData(FunctionalTest):
+    @each_target()
+    def test_each_test_gets_its_own_current_attached_copy(self, target):
+        run = self.run_scenario("classdata", target=target)
+        self.assertRan(run, 6)
+        self.assertIn("\nOK\n", run.stderr)

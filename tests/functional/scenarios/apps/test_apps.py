@@ -46,12 +46,15 @@ class TestScopedSession(DatabaseTest, unittest.TestCase):
         app_db.scoped.commit()
 
     def test_1_class_data_stays_bound(self):
-        # The class's object is still usable in the app's scoped session.
+        # The test's copy of the class's object is attached to the test's
+        # Session; the app's scoped session sees what that commits.
         self.assertEqual(self.item.name, "class")
         self.item.name = "changed"
+        self.session.commit()
         app_db.scoped.add(Item(name="test"))
         app_db.scoped.commit()
         self.assertEqual(items(self.connection), ["changed", "test"])
+        self.assertEqual(app_db.scoped.get(Item, self.item.id).name, "changed")
 
     def test_2_next_test_sees_the_class_state(self):
         self.assertEqual(self.item.name, "class")
