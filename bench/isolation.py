@@ -8,6 +8,9 @@ every strategy at every table count (tables chained by foreign keys).
 
   plugin            what DatabaseTest does per test: the test's savepoint,
                     its Connection, the body, the rollback (nose2-sqltx core)
+  plugin, reset-sequences
+                    the same with reset-sequences on: the sequences the body
+                    moved are put back after each test
   scope only        the same without the body: the isolation overhead
   create/drop       create_all + body + drop_all per test
   delete            body + DELETE FROM every table
@@ -52,11 +55,13 @@ from bench.common import chain_schema, spread
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched
 
 PG3 = ", psycopg 3"
-STRATEGIES = ("plugin", "scope only", "create/drop", "delete", "truncate", "sqlite memory", "template db",
+RESET = "plugin, reset-sequences"
+STRATEGIES = ("plugin", RESET, "scope only", "create/drop", "delete", "truncate", "sqlite memory", "template db",
               "savepoint (SA)", "body only", "driver floor",
               "plugin" + PG3, "scope only" + PG3, "body only" + PG3, "driver floor" + PG3)
 # Strategies that need the run's IsolatedDatabase started (one per process at a time).
-PLUGIN = {"plugin": "psycopg2", "scope only": "psycopg2", "plugin" + PG3: "psycopg", "scope only" + PG3: "psycopg"}
+PLUGIN = {"plugin": "psycopg2", RESET: "reset", "scope only": "psycopg2", "plugin" + PG3: "psycopg",
+          "scope only" + PG3: "psycopg"}
 SLOW = {"create/drop", "template db"}  # fewer tests per batch: each takes tens of ms
 
 
@@ -96,6 +101,9 @@ class Setup:
                                      schema=f"bench_plugin_{driver}_{tables}")
             for driver in ("psycopg2", "psycopg")
         }
+        self.plugins["reset"] = IsolatedDatabase(url.set(drivername="postgresql+psycopg2"), metadata=[self.metadata],
+                                                 trusted=True, schema=f"bench_plugin_reset_{tables}",
+                                                 reset_sequences=True)
         self.engines: dict[str, sqlalchemy.Engine] = {}
         for key in ("create", "delete", "savepoint", "body"):
             self.engines[key] = in_schema(url, f"bench_{key}_{tables}")
@@ -190,7 +198,7 @@ class Setup:
 
             return driver_floor
 
-        return {"plugin": plugin, "scope only": scope_only, "create/drop": create_drop, "delete": delete,
+        return {"plugin": plugin, RESET: plugin, "scope only": scope_only, "create/drop": create_drop, "delete": delete,
                 "truncate": truncate, "sqlite memory": sqlite_memory, "template db": template_db,
                 "savepoint (SA)": savepoint_sa, "body only": lambda: body(conns["body"], md),
                 "driver floor": floor("body"), "plugin" + PG3: plugin, "scope only" + PG3: scope_only,
@@ -308,6 +316,10 @@ def report(samples: dict[tuple[str, int], list[float]], counts: list[int], versi
             parts.append(f"{n} tables {overhead * 1000:.3f} ms = {overhead / floor:.2f}× the floor "
                          f"({floor * 1000:.3f} ms)")
         rows.append(f"- {driver}: " + "; ".join(parts))
+    rows += ["", "reset-sequences: the plugin's test with the sequences it moved put back after it:", ""]
+    rows.append("- " + "; ".join(
+        f"{n} tables {med[(RESET, n)] * 1000:.3f} ms, {(med[(RESET, n)] - med[('plugin', n)]) * 1000:+.3f} ms "
+        f"(×{med[(RESET, n)] / med[('plugin', n)]:.2f}) against the plugin without it" for n in counts))
     rows += ["", "psycopg 3 against psycopg2, same rounds (ratio of medians):", ""]
     for name in ("plugin", "scope only", "body only", "driver floor"):
         ratios = ", ".join(f"{n} tables ×{med[(name + PG3, n)] / med[(name, n)]:.2f}" for n in counts)

@@ -42,7 +42,7 @@ __all__ = ["Settings", "Loaded", "load_objects", "import_object"]
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
-    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "always-on",
+    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "always-on",
     "sqltx-main-server",
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -128,6 +128,7 @@ class Settings:
     ``server_tcp``        the throwaway server also listens on 127.0.0.1
     ``server_dir``        where the throwaway server's directory goes
     ``create_database``   MySQL/MariaDB: make a database for the run (else: the DSN's)
+    ``reset_sequences``   every test (and class) starts from the same sequence values (not MySQL)
     ``engines``           ``module:attribute`` paths of the app's Engines, redirected for the run
     ``sessions``          paths of the app's sessionmakers, scoped_sessions, Flask-SQLAlchemy ``db``
     ``alembic``           an alembic.ini whose ``upgrade head`` makes the schema (instead of metadata)
@@ -145,6 +146,7 @@ class Settings:
     server_tcp: bool = False
     server_dir: str | None = None
     create_database: bool = True
+    reset_sequences: bool = False
     engines: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
     alembic: str | None = None
@@ -213,6 +215,7 @@ class Settings:
             server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
             server_dir=with_env("server-dir")[0] or None,
             create_database=create_database,
+            reset_sequences=_parse_bool("reset-sequences", one("reset-sequences", "false")),
             engines=_parse_paths("engines", values.get("engines", [])),
             sessions=_parse_paths("sessions", values.get("sessions", [])),
             alembic=alembic,
@@ -227,7 +230,8 @@ class Settings:
             f"Settings(url={url!r}, metadata={self.metadata!r}, fixtures={self.fixtures!r}, "
             f"lock_timeout_ms={self.lock_timeout_ms}, statement_timeout_ms={self.statement_timeout_ms}, "
             f"pg_bindir={self.pg_bindir!r}, keep_server={self.keep_server}, server_tcp={self.server_tcp}, "
-            f"server_dir={self.server_dir!r}, create_database={self.create_database}, engines={self.engines!r}, "
+            f"server_dir={self.server_dir!r}, create_database={self.create_database}, "
+            f"reset_sequences={self.reset_sequences}, engines={self.engines!r}, "
             f"sessions={self.sessions!r}, alembic={self.alembic!r}, allow_databases={self.allow_databases!r})"
         )
 

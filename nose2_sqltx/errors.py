@@ -297,18 +297,24 @@ class LeakError(SqltxError):
 class DatabaseChangedError(SqltxError):
     """At the end of the run, the database's tables or schemas differ from its start.
 
-    ``added`` and ``removed`` name them (``schema.table``, or ``schema`` alone).
+    ``added`` and ``removed`` name them (``schema.table``, or ``schema`` alone);
+    ``moved`` names sequences that were there before the run and could not be
+    put back where they stood.
     """
 
-    def __init__(self, url: str, added: tuple[str, ...], removed: tuple[str, ...]) -> None:
+    def __init__(self, url: str, added: tuple[str, ...], removed: tuple[str, ...],
+                 moved: tuple[str, ...] = ()) -> None:
         self.url = url
         self.added = added
         self.removed = removed
+        self.moved = moved
         parts = []
         if added:
             parts.append(f"new: {', '.join(added)}")
         if removed:
             parts.append(f"gone: {', '.join(removed)}")
+        if moved:
+            parts.append(f"sequences moved: {', '.join(moved)}")
         super().__init__(
             f"{url} is not as the run found it ({'; '.join(parts)}). Something committed outside the "
             "test transaction, and nose2-sqltx did not undo it: look for an engine, connection or "

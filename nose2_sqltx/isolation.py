@@ -45,6 +45,7 @@ from .dialects import Backend, backend_for
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import (
     AlreadyRunningError,
+    ConfigError,
     ConnectionLostError,
     DatabaseChangedError,
     LeakError,
@@ -116,6 +117,10 @@ class IsolatedDatabase:
     duration (see :mod:`nose2_sqltx.redirect`).
     ``alembic``: an alembic.ini whose ``upgrade head`` makes the schema, on
     the run's connection, instead of ``metadata``.
+    ``reset_sequences``: every scope (test, class) starts from the sequence
+    values its enclosing scope started its first child with, and they are put
+    back when it ends, so that ids are the same whatever ran before
+    (:meth:`begin_scope` can say otherwise per scope). Not on MySQL/MariaDB.
     ``allow_databases``: database names the production guard lets through;
     ``trusted``: skip the guard (a server the caller made for the run; a
     :class:`~nose2_sqltx.server.TemporaryPostgres` of this process is trusted anyway).
@@ -140,9 +145,15 @@ class IsolatedDatabase:
         alembic: str | None = None,
         allow_databases: Sequence[str] = (),
         trusted: bool = False,
+        reset_sequences: bool = False,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
+        self.reset_sequences = reset_sequences
+        #: whether the sequences stand where the innermost scope's children start
+        self._sequences_put_back = True
+        if reset_sequences:
+            self._check_resets_sequences()
         self.schema = schema
         self.redirection = Redirection(redirect or {})
         self.allow_databases = tuple(allow_databases)
@@ -332,7 +343,8 @@ class IsolatedDatabase:
                         _active = None
 
     # -- scopes --------------------------------------------------------------
-    def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False) -> Scope:
+    def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
+                    reset_sequences: bool | None = None) -> Scope:
         """Open a nested scope (a savepoint) and return it.
 
         ``setup``, if given, is called now and called again if the run has to
@@ -345,6 +357,9 @@ class IsolatedDatabase:
         open scopes are made again for real, and when the scope ends the
         tables are dropped and the run's transaction is rebuilt. That costs
         a schema build or two per scope; see the README.
+
+        ``reset_sequences``: this scope's sequences are put back when it ends
+        (None: as the database was made, see ``reset_sequences`` there).
         """
         run = self._started()
         if run.lost is not None:
@@ -354,6 +369,8 @@ class IsolatedDatabase:
         mode = run.mode
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
+        if (self.reset_sequences if reset_sequences is None else reset_sequences) and not mode.real_commits:
+            self._plan_sequence_reset(scope)
         self._parts.handles.reset()
         mode.enter_scope(scope)
         self._parts.scopes.push(scope)
@@ -392,14 +409,19 @@ class IsolatedDatabase:
             incident = run.repair(rebuild=True)
             self.incidents.append(incident)
             raise incident
+        if scope.restore_sequences is not None:
+            self._put_back_sequences(scope.restore_sequences)
+        else:
+            self._sequences_put_back = False  # this scope's inserts may have moved them
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
             raise leak
 
     @contextmanager
-    def scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False) -> Iterator[Scope]:
+    def scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
+              reset_sequences: bool | None = None) -> Iterator[Scope]:
         """``with db.scope() as s:`` — :meth:`begin_scope` / :meth:`end_scope`."""
-        scope = self.begin_scope(setup, real_commits=real_commits)
+        scope = self.begin_scope(setup, real_commits=real_commits, reset_sequences=reset_sequences)
         try:
             yield scope
         finally:
@@ -440,6 +462,33 @@ class IsolatedDatabase:
             if self.changed is not None:
                 details += "; the database was changed outside the run, see the error above"
         return f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"
+
+    def _check_resets_sequences(self) -> None:
+        if not self.backend.resets_sequences:
+            raise ConfigError(
+                "reset-sequences", "true",
+                f"{self.backend.display_name} sets AUTO_INCREMENT back only with ALTER TABLE, which commits the "
+                "run's transaction", "Leave it off there, and let tests look rows up by what they contain "
+                "rather than by literal ids (or run them on PostgreSQL or SQLite)")
+
+    def _plan_sequence_reset(self, scope: Scope) -> None:
+        """``scope`` starts from, and puts back at its end, the values its
+        parent's children all start from: taken when the first of them opens,
+        and put back now if a scope without reset moved them since."""
+        self._check_resets_sequences()
+        parent = self._parts.scopes.innermost
+        if parent.sequences is None:
+            # Through the run's own Connection: a read, no transaction control.
+            parent.sequences = self.backend.sequence_values(self._parts.scopes.outermost.connection, run_only=True)
+        elif not self._sequences_put_back:
+            self._put_back_sequences(parent.sequences)
+        scope.restore_sequences = parent.sequences
+
+    def _put_back_sequences(self, values: dict[str, int | None]) -> None:
+        sql = self.backend.restore_sequences_sql(values)
+        if sql is not None:
+            self._started().connection.dbapi.sqltx_execute(sql)
+        self._sequences_put_back = True
 
     def _is_run_engine(self, engine: Engine) -> bool:
         run = self._run

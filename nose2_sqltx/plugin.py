@@ -118,6 +118,7 @@ class SqltxPlugin(Plugin):
             # is the run's own: the production guard has nothing to protect.
             trusted=self.server is not None or self._from_main_server,
             lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
+            reset_sequences=settings.reset_sequences,
         )
 
     def registerInSubprocess(self, event: Any) -> None:

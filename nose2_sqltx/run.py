@@ -92,6 +92,8 @@ class Run:
         schema_done = time.perf_counter()
         parts.schema.run_fixtures(conn)
         transaction.connection.dbapi.sqltx_check_commits(*parts.backend.commit_checks(conn))
+        # where reset-sequences puts sequences back to after each top-level scope
+        run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
             self.timings["schema"] = schema_done - started
             self.timings["fixtures"] = time.perf_counter() - schema_done
@@ -185,7 +187,6 @@ class Run:
         if not backend.transactional_ddl and not backend.owns_database and parts.schema.created:
             with connection.engine.connect() as conn:  # the schema was committed in the DSN's database
                 parts.schema.drop_created(conn)
-        if not verify:
-            return None
         with connection.engine.connect() as conn:
-            return parts.audit.compare(conn)
+            parts.audit.restore_sequences(conn)
+            return parts.audit.compare(conn) if verify else None

@@ -50,23 +50,40 @@ def check_test_database(conn: Connection, backend: Backend, metadata: Sequence[M
 
 
 class CatalogAudit:
-    """The database's schemas and tables at the run's start, compared at its end."""
+    """The database's schemas, tables and sequences at the run's start, compared at its end.
+
+    Sequences are not transactional: a rolled-back insert still moves one.
+    Those that were there at the start are put back where they stood before
+    the comparison (:meth:`restore_sequences`), so the database is left as
+    found; one that cannot be put back is reported as moved.
+    """
 
     def __init__(self, backend: Backend, masked_url: str) -> None:
         self.backend = backend
         self.masked_url = masked_url
         self._before: frozenset[str] | None = None
+        self._sequences: dict[str, int | None] = {}
 
     def take(self, conn: Connection) -> None:
         """Remember what is there now (the run's start)."""
         self._before = self.backend.catalog(conn)
+        self._sequences = self.backend.sequence_values(conn)
+
+    def restore_sequences(self, conn: Connection) -> None:
+        """Put the sequences that were there at the start back where they stood (committed)."""
+        sql = self.backend.restore_sequences_sql(self._sequences)
+        if sql is not None:
+            conn.exec_driver_sql(sql)
+            conn.commit()
 
     def compare(self, conn: Connection) -> DatabaseChangedError | None:
         """What differs from :meth:`take`, as the error to report, or None."""
         if self._before is None:
             return None
         after = self.backend.catalog(conn)
-        if after == self._before:
+        now = self.backend.sequence_values(conn)
+        moved = tuple(sorted(name for name, last in self._sequences.items() if name in now and now[name] != last))
+        if after == self._before and not moved:
             return None
         return DatabaseChangedError(self.masked_url, tuple(sorted(after - self._before)),
-                                    tuple(sorted(self._before - after)))
+                                    tuple(sorted(self._before - after)), moved)

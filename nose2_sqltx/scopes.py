@@ -92,6 +92,11 @@ class Scope:
         self.queries: list[str] = []
         #: where the leak watch stood when the scope opened
         self.leak_mark = 0
+        #: reset-sequences: the values this scope's children start from (taken
+        #: when the first of them opens), and the values to put back at this
+        #: scope's end (its parent's)
+        self.sequences: dict[str, int | None] | None = None
+        self.restore_sequences: dict[str, int | None] | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
 
@@ -132,6 +137,7 @@ class Scope:
         self.real_commits = real_commits
         self.closed = False
         self.queries = []
+        self.sequences = None  # the run was made afresh: taken again when needed
 
     def __enter__(self) -> Scope:
         return self
@@ -155,6 +161,13 @@ class ScopeStack:
 
     def __contains__(self, scope: object) -> bool:
         return scope in self._scopes
+
+    @property
+    def outermost(self) -> Scope:
+        """The run's own scope."""
+        if not self._scopes:
+            raise NotActiveError("this IsolatedDatabase (it is not started)")
+        return self._scopes[0]
 
     @property
     def innermost(self) -> Scope:

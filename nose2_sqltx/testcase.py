@@ -95,6 +95,9 @@ class DatabaseTest:
     _sqltx_class_scope: ClassVar[Scope | None] = None
     #: run this class's tests with real commits (see above)
     real_commits: ClassVar[bool] = False
+    #: every test of this class starts from the same sequence values, and the
+    #: class puts back the values it started from (None: the ``reset-sequences`` setting)
+    reset_sequences: ClassVar[bool | None] = None
 
     session: Session = _Handle("session")  # type: ignore[assignment]
     connection: Connection = _Handle("connection")  # type: ignore[assignment]
@@ -117,7 +120,8 @@ class DatabaseTest:
         cls._sqltx_class_scope = None
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.
-        scope = database.begin_scope(setup=cls._sqltx_set_up_test_data, real_commits=cls.real_commits)
+        scope = database.begin_scope(setup=cls._sqltx_set_up_test_data, real_commits=cls.real_commits,
+                                     reset_sequences=cls.reset_sequences)
         cls._sqltx_class_scope = scope
         cls.addClassCleanup(cls._sqltx_end_class, scope)  # type: ignore[attr-defined]
 
@@ -137,7 +141,8 @@ class DatabaseTest:
         # error here is this test's error, and no super().setUp() is needed.
         database = active_database("DatabaseTest")
         method = getattr(self, self._testMethodName, None)  # type: ignore[attr-defined]
-        scope = database.begin_scope(real_commits=getattr(method, "_sqltx_real_commits", False))
+        scope = database.begin_scope(real_commits=getattr(method, "_sqltx_real_commits", False),
+                                     reset_sequences=self.reset_sequences)
         self.__dict__["_sqltx_scope"] = scope
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]

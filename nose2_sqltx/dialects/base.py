@@ -153,6 +153,22 @@ class Backend:
     def server_version(self, dbapi_connection: Any) -> str:
         return self.display_name
 
+    #: whether sequences (auto-increment counters) can be put back inside the
+    #: run's transaction, for ``reset-sequences``
+    resets_sequences: ClassVar[bool] = True
+
+    def sequence_values(self, conn: Connection, *, run_only: bool = False) -> dict[str, int | None]:
+        """The database's sequences that a rollback does not put back, and
+        where each stands (None: never used); ``run_only``: those in the
+        schemas the run's tables are made in (its search path). Empty where
+        the transaction rolls them back itself (SQLite)."""
+        return {}
+
+    def restore_sequences_sql(self, values: dict[str, int | None]) -> str | None:
+        """One statement that puts back every sequence of ``values`` that
+        moved (and only those), or None when there is nothing to put back."""
+        return None
+
     def socket_fd(self, dbapi_connection: Any) -> int | None:
         """The file descriptor of the connection's socket, if it has one: a
         forked child must not write to it (a driver closing the connection

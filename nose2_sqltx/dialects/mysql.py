@@ -150,6 +150,8 @@ class MySQL(Backend):
     drivers: ClassVar[dict[str, str]] = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
     transactional_ddl = False
     worker_namespace = "a database of its own, dropped at the end"
+    # AUTO_INCREMENT is set back only by ALTER TABLE, which commits.
+    resets_sequences = False
 
     def __init__(self, url: URL, key: str = "dsn", **options: Any) -> None:
         super().__init__(url, key, **options)

@@ -37,6 +37,12 @@ def stales_prepared_statements(command_status: str) -> bool:
 #: shown in pg_stat_activity unless the URL names its own application_name
 APPLICATION_NAME = "nose2-sqltx"
 _LOCK_NOT_AVAILABLE = "55P03"
+#: every sequence of the database and where it stands (NULL: never used)
+_SEQUENCES = (
+    "SELECT c.oid::regclass::text, pg_sequence_last_value(c.oid) FROM pg_class c "
+    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S' "
+    "AND n.nspname <> 'information_schema' AND NOT starts_with(n.nspname, 'pg_')"
+)
 #: the savepoint an app's commit checks deferred constraints in
 _CHECK = "sqltx_check"
 _QUERY_CANCELED = "57014"
@@ -114,7 +120,7 @@ def _psycopg_classes() -> tuple[Any, Any]:
     import psycopg
     from psycopg.pq import ExecStatus
 
-    COMMAND_OK = ExecStatus.COMMAND_OK
+    DONE = (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK)  # a statement, or a query (a sequence reset)
     base: Any = psycopg.Connection
 
     class Cursor(psycopg.Cursor):
@@ -155,7 +161,7 @@ def _psycopg_classes() -> tuple[Any, Any]:
                     cur.execute(sql)
                 return
             result = self.pgconn.exec_(sql.encode())
-            if result.status != COMMAND_OK:
+            if result.status not in DONE:
                 raise psycopg.errors.error_from_result(result, encoding=self.info.encoding)
 
         def _sqltx_real_commit(self) -> None:
@@ -238,6 +244,23 @@ class PostgreSQL(Backend):
         conn.execute(DropSchema(name, cascade=True))
         conn.commit()
         return (f"schema {name}",)
+
+    def sequence_values(self, conn: Connection, *, run_only: bool = False) -> dict[str, int | None]:
+        where = " AND n.nspname = ANY (current_schemas(false))" if run_only else ""
+        return {name: last for name, last in conn.exec_driver_sql(_SEQUENCES + where).all()}
+
+    def restore_sequences_sql(self, values: dict[str, int | None]) -> str | None:
+        if not values:
+            return None
+        rows = ", ".join(
+            "('{}', {}::bigint)".format(name.replace("'", "''"), "NULL" if last is None else int(last))
+            for name, last in values.items()
+        )
+        # setval(start, false): the next nextval() gives the start again, as
+        # for a sequence never used. to_regclass: a sequence gone is skipped.
+        return (f"SELECT setval(s.seqrelid, coalesce(v.last, s.seqstart), v.last IS NOT NULL) "
+                f"FROM (VALUES {rows}) AS v(name, last) JOIN pg_sequence s ON s.seqrelid = to_regclass(v.name) "
+                "WHERE pg_sequence_last_value(s.seqrelid) IS DISTINCT FROM v.last")
 
     def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
         deferrable = conn.exec_driver_sql(

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, delete, event, insert
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from nose2_sqltx import unwatched
 from tests.support import QUICK, SCENARIOS, FunctionalTest, each_target, run_nose2, target_dsn
@@ -187,3 +188,44 @@ class TestClassData(FunctionalTest):
         run = self.run_scenario("classdata", target=target)
         self.assertRan(run, 6)
         self.assertIn("\nOK\n", run.stderr)
+
+
+class TestSequences(FunctionalTest):
+    NAMES = ("test_sequences.TestA_Ids.test_one", "test_sequences.TestA_Ids.test_rolled_back_insert",
+             "test_sequences.TestA_Ids.test_three", "test_sequences.TestB_OptOut.test_ids_move_on",
+             "test_sequences.TestC_IdsAfterAnOptOut.test_starts_from_the_runs_values")
+
+    @each_target("postgresql+psycopg2", "postgresql+psycopg", "sqlite", "sqlite-file")
+    def test_reset_sequences_gives_the_same_ids_in_any_order(self, target):
+        # In file order, then reversed: TestA's tests each expect the ids
+        # they would get first in a fresh database, and TestC runs after the
+        # class that opts out in one order and before it in the other.
+        for names in (self.NAMES, tuple(reversed(self.NAMES))):
+            run = self.run_scenario("sequences", *names, target=target)
+            self.assertRan(run, 5)
+            self.assertIn("\nOK\n", run.stderr)
+
+    @each_target("mysql+pymysql")
+    def test_reset_sequences_is_refused_in_one_line_where_it_cannot_work(self, target):
+        run = self.run_scenario("sequences", target=target, expect=2)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+        self.assertIn("reset-sequences = true: MySQL sets AUTO_INCREMENT back only with ALTER TABLE", run.stderr)
+
+    @each_target("postgresql+psycopg2")
+    def test_a_sequence_that_was_there_is_put_back(self, target):
+        engine = unwatched(create_engine(target_dsn(target), poolclass=NullPool))  # no connection held during the run
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE SEQUENCE sqltx_preexisting_seq")
+            conn.exec_driver_sql("SELECT setval('sqltx_preexisting_seq', 41)")
+        try:
+            run = self.run_scenario("sequences", target=target, env={"PREEXISTING_SEQUENCE": "sqltx_preexisting_seq"})
+            with engine.connect() as conn:
+                after = conn.exec_driver_sql("SELECT last_value, is_called FROM sqltx_preexisting_seq").one()
+        finally:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DROP SEQUENCE sqltx_preexisting_seq")
+            engine.dispose()
+        self.assertRan(run, 6)
+        self.assertIn("test_uses_it", run.stderr)
+        self.assertEqual(tuple(after), (41, True))
+        self.assertIn("; all rolled back", run.stderr)
