@@ -125,22 +125,31 @@ class Handles:
         self._pid = os.getpid()
 
     # -- wiring ------------------------------------------------------------------
-    def install(self, engine: Engine) -> None:
-        """Take over the transaction calls of ``engine``'s dialect (the run's,
-        which the redirected engines share)."""
-        dialect: Any = engine.dialect
+    def install(self, dialect: Any) -> None:
+        """Take over the transaction calls of ``dialect``: the run engine's
+        (which the redirected engines share), or an adopted engine's."""
         if getattr(dialect, "_sqltx_handles", None) is self:
             return
         savepoint, release, rollback_to = (dialect.do_savepoint, dialect.do_release_savepoint,
                                            dialect.do_rollback_to_savepoint)
-        commit, rollback = dialect.do_commit, dialect.do_rollback
+        commit, rollback, close = dialect.do_commit, dialect.do_rollback, dialect.do_close
         dialect.do_savepoint = lambda conn, name: savepoint(conn, self._on_savepoint(conn, name) or name)
         dialect.do_release_savepoint = lambda conn, name: self._send(release, conn, name, self._on_release(conn, name))
         dialect.do_rollback_to_savepoint = lambda conn, name: self._send(rollback_to, conn, name,
                                                                           self._on_rollback_to(conn, name))
         dialect.do_commit = lambda dbapi_conn: None if self._skip("commit") else commit(dbapi_conn)
         dialect.do_rollback = lambda dbapi_conn: None if self._skip("rollback") else rollback(dbapi_conn)
+        # The run's connection is never closed by an app's pool (NullPool
+        # closes after every use): closing without a commit rolls back, as
+        # PEP 249 says, under the same rule as a pool's reset.
+        dialect.do_close = lambda dbapi_conn: self._close(close, dbapi_conn)
         dialect._sqltx_handles = self
+
+    def _close(self, close: Callable[[Any], None], dbapi_conn: Any) -> None:
+        if not getattr(dbapi_conn, "sqltx_armed", False):
+            close(dbapi_conn)  # the run's own end, or a connection that is not the run's
+        elif not self._skip("rollback"):
+            dbapi_conn.rollback()
 
     def _send(self, call: Callable[[Any, str], None], conn: Any, asked: str, sent: str | None) -> None:
         """``call`` with the savepoint's name as sent (None: the call is left out)."""

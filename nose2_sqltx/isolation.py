@@ -40,12 +40,12 @@ from sqlalchemy import Connection, Engine, MetaData, create_engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
+from .adoption import Adoption
 from .connection import RunConnection, connect_errors
 from .dialects import Backend, backend_for
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import (
     AlreadyRunningError,
-    ConfigError,
     ConnectionLostError,
     DatabaseChangedError,
     LeakError,
@@ -62,6 +62,7 @@ from .run import Run, RunParts
 from .safety import CatalogAudit, check_test_database
 from .schema import Fixture, Schema, as_metadata
 from .scopes import After, Scope, ScopeStack
+from .sequences import SequenceReset
 from .server import is_throwaway
 
 __unittest = True
@@ -150,10 +151,9 @@ class IsolatedDatabase:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
         self.reset_sequences = reset_sequences
-        #: whether the sequences stand where the innermost scope's children start
-        self._sequences_put_back = True
+        self._sequences = SequenceReset(self.backend)
         if reset_sequences:
-            self._check_resets_sequences()
+            self._sequences.check()
         self.schema = schema
         self.redirection = Redirection(redirect or {})
         self.allow_databases = tuple(allow_databases)
@@ -177,6 +177,7 @@ class IsolatedDatabase:
             )
         scopes = ScopeStack(self.redirection)
         handles = Handles(self._is_run_connection)
+        self._adoption = Adoption(handles)
 
         def log(conn: Any, statement: str, context: Any) -> None:
             scopes.log(statement)
@@ -258,8 +259,10 @@ class IsolatedDatabase:
             self.server_version = self.backend.server_version(connection.dbapi)
             self.timings["connect"] = time.perf_counter() - started
             self._parts.watch.start()
-            self._parts.handles.install(connection.engine)
+            self._parts.handles.install(connection.engine.dialect)
             self._parts.handles.start()
+            self._adoption.start(list(dict.fromkeys([self.url, self.run_url])), connection.engine.dialect,
+                                 self._adoptable_connection)
             try:
                 self.redirection.point(connection.engine)
             except UnsupportedObjectError as exc:
@@ -327,6 +330,7 @@ class IsolatedDatabase:
         try:
             self._parts.watch.stop()  # no test runs from here on; the run's own clean-up is not a leak
             self._parts.handles.stop()
+            self._adoption.stop()
             if run is not None:
                 self._lost = run.lost
                 return run.close(verify=verify)
@@ -370,7 +374,9 @@ class IsolatedDatabase:
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
         if (self.reset_sequences if reset_sequences is None else reset_sequences) and not mode.real_commits:
-            self._plan_sequence_reset(scope)
+            scopes = self._parts.scopes
+            self._sequences.begin(scope, scopes.innermost, scopes.outermost.connection,
+                                  run.connection.dbapi.sqltx_execute)
         self._parts.handles.reset()
         mode.enter_scope(scope)
         self._parts.scopes.push(scope)
@@ -409,10 +415,7 @@ class IsolatedDatabase:
             incident = run.repair(rebuild=True)
             self.incidents.append(incident)
             raise incident
-        if scope.restore_sequences is not None:
-            self._put_back_sequences(scope.restore_sequences)
-        else:
-            self._sequences_put_back = False  # this scope's inserts may have moved them
+        self._sequences.end(scope, run.connection.dbapi.sqltx_execute)
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
             raise leak
@@ -463,41 +466,21 @@ class IsolatedDatabase:
                 details += "; the database was changed outside the run, see the error above"
         return f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"
 
-    def _check_resets_sequences(self) -> None:
-        if not self.backend.resets_sequences:
-            raise ConfigError(
-                "reset-sequences", "true",
-                f"{self.backend.display_name} sets AUTO_INCREMENT back only with ALTER TABLE, which commits the "
-                "run's transaction", "Leave it off there, and let tests look rows up by what they contain "
-                "rather than by literal ids (or run them on PostgreSQL or SQLite)")
-
-    def _plan_sequence_reset(self, scope: Scope) -> None:
-        """``scope`` starts from, and puts back at its end, the values its
-        parent's children all start from: taken when the first of them opens,
-        and put back now if a scope without reset moved them since."""
-        self._check_resets_sequences()
-        parent = self._parts.scopes.innermost
-        if parent.sequences is None:
-            # Through the run's own Connection: a read, no transaction control.
-            parent.sequences = self.backend.sequence_values(self._parts.scopes.outermost.connection, run_only=True)
-        elif not self._sequences_put_back:
-            self._put_back_sequences(parent.sequences)
-        scope.restore_sequences = parent.sequences
-
-    def _put_back_sequences(self, values: dict[str, int | None]) -> None:
-        sql = self.backend.restore_sequences_sql(values)
-        if sql is not None:
-            self._started().connection.dbapi.sqltx_execute(sql)
-        self._sequences_put_back = True
-
     def _is_run_engine(self, engine: Engine) -> bool:
         run = self._run
-        return run is not None and run.owns(engine)
+        return run is not None and (run.owns(engine) or self._adoption.adopted(engine))
 
     def _is_run_connection(self, engine: Engine) -> bool:
         """Whether ``engine`` hands out the run's one connection (not real commits' own)."""
         run = self._run
-        return run is not None and run.connection.owns(engine)
+        return run is not None and (run.connection.owns(engine) or self._adoption.adopted(engine))
+
+    def _adoptable_connection(self) -> Any:
+        """The run's connection, for an engine the app makes on the run's database (not during real commits)."""
+        run = self._run
+        if run is None or run.mode is not run.transaction:
+            return None
+        return run.connection.dbapi
 
     def _started(self) -> Run:
         if self._run is None:

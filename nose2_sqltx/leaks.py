@@ -47,11 +47,16 @@ def unwatched(engine: Engine) -> Engine:
     """Mark ``engine`` as deliberately outside the test transaction; return it.
 
     For a test that needs a second connection on purpose (to hold a lock, to
-    watch from outside): the leak check lets its writes through. They are
+    watch from outside): the leak check lets its writes through, and it keeps
+    a connection of its own even on the run's database (it is not adopted
+    into the test transaction). They are
     *not* rolled back by nose2-sqltx; undo them in the test (or use real
     commits, see ``DatabaseTest.real_commits``).
     """
     _unwatched.add(engine)
+    # The dialect too: an engine's first connection is made before anyone
+    # can ask about the engine (nose2_sqltx.adoption sees only the dialect).
+    engine.dialect._sqltx_unwatched = True  # type: ignore[attr-defined]
     return engine
 
 

@@ -54,7 +54,7 @@ class TestRedirectedApps(FunctionalTest):
         self.assertRegex(err, r"test_leak_swallowed_by_the_app .* ERROR")
         self.assertEqual(err.count("LeakError: 'INSERT INTO sqltx_item (name) VALUES (%(name)s) RETURNING "
                                    "sqltx_item.id' was sent through an engine that is not in the test transaction: "
-                                   "postgresql+psycopg2://postgres@127.0.0.1:5432/test"), 2, err)
+                                   "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"), 2, err)
         self.assertIn("(app_db:reporting_engine); it was refused, nothing was written, because its work would "
                       "outlive the test. Fix: add app_db:reporting_engine under engines", err)
         self.assertIn("FAILED (errors=2)", err)

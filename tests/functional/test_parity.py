@@ -229,3 +229,25 @@ class TestSequences(FunctionalTest):
         self.assertIn("test_uses_it", run.stderr)
         self.assertEqual(tuple(after), (41, True))
         self.assertIn("; all rolled back", run.stderr)
+
+
+class TestRuntimeEngines(FunctionalTest):
+    """An engine the app makes while tests run (a factory, a migration tool's
+    NullPool engine) on the run's database joins the test transaction.
+    (sqlite:// is left out: there every new engine is a new, empty database,
+    as in production.)"""
+
+    @each_target("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite-file")
+    def test_engines_made_during_the_run_are_in_the_test_transaction(self, target):
+        sqlite = target.startswith("sqlite")
+        run = self.run_scenario("runtime_engines", target=target, expect=0 if sqlite else 1)
+        self.assertRan(run, 5)
+        for n in range(1, 5):
+            self.assertRegex(run.stderr, rf"test_{n}_\w+ .* ok")
+        if sqlite:
+            self.assertIn("OK (skipped=1)", run.stderr)
+        else:  # another database: its write refused as before, the run's summary intact
+            self.assertRegex(run.stderr, r"test_5_\w+ .* ERROR")
+            self.assertIn("LeakError: 'CREATE TABLE sqltx_never (a int)' was sent through an engine that is not in "
+                          "the test transaction", run.stderr)
+            self.assertIn("FAILED (errors=1)", run.stderr)

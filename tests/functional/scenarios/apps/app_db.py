@@ -5,6 +5,7 @@ import os
 
 from scenario_models import Item
 from sqlalchemy import create_engine, insert, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 
 # The app's own setting: in the test run nose2-sqltx redirects this engine,
@@ -15,8 +16,10 @@ SessionLocal = sessionmaker(bind=engine)
 # An unbound factory the app binds to nothing: redirected too.
 UnboundSession = sessionmaker()
 scoped = scoped_session(sessionmaker(bind=engine))
-# Not named under [sqltx]: a write through it is a leak.
-reporting_engine = create_engine(os.environ["SQLTX_DSN"])
+# Not named under [sqltx], and on another database of the server (an engine
+# on the run's own database would join the test transaction): a write
+# through it is a leak.
+reporting_engine = create_engine(make_url(os.environ["SQLTX_DSN"]).set(database="postgres"))
 
 
 def add_item(name):

@@ -7,13 +7,13 @@ import unittest
 from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
-from nose2_sqltx import DatabaseTest
+from nose2_sqltx import DatabaseTest, unwatched
 
 
 class TestLost(DatabaseTest, unittest.TestCase):
     def test_1_backend_terminated(self):
         pid = self.connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        admin = create_engine(os.environ["SQLTX_DSN"], poolclass=NullPool)
+        admin = unwatched(create_engine(os.environ["SQLTX_DSN"], poolclass=NullPool))  # a connection of its own
         with admin.connect() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         admin.dispose()
