@@ -134,40 +134,80 @@ class Handles:
                                            dialect.do_rollback_to_savepoint)
         commit, rollback, close = dialect.do_commit, dialect.do_rollback, dialect.do_close
         dialect.do_savepoint = lambda conn, name: savepoint(conn, self._on_savepoint(conn, name) or name)
-        dialect.do_release_savepoint = lambda conn, name: self._send(release, conn, name, self._on_release(conn, name))
+        dialect.do_release_savepoint = lambda conn, name: self._send(release, conn, name, self._on_release)
         dialect.do_rollback_to_savepoint = lambda conn, name: self._send(rollback_to, conn, name,
-                                                                          self._on_rollback_to(conn, name))
-        dialect.do_commit = lambda dbapi_conn: None if self._skip("commit") else commit(dbapi_conn)
-        dialect.do_rollback = lambda dbapi_conn: None if self._skip("rollback") else rollback(dbapi_conn)
+                                                                          self._on_rollback_to)
+        dialect.do_commit = lambda dbapi_conn: self._finish(commit, dbapi_conn, "commit")
+        dialect.do_rollback = lambda dbapi_conn: self._finish(rollback, dbapi_conn, "rollback")
         # The run's connection is never closed by an app's pool (NullPool
         # closes after every use): closing without a commit rolls back, as
         # PEP 249 says, under the same rule as a pool's reset.
         dialect.do_close = lambda dbapi_conn: self._close(close, dbapi_conn)
         dialect._sqltx_handles = self
 
+    # Threads: each decision and the statement that carries it out happen
+    # under the lock, and so does every statement of the run's engines (from
+    # before_cursor_execute to after_cursor_execute), so that no thread's
+    # statement runs between another's decision and its rollback.
     def _close(self, close: Callable[[Any], None], dbapi_conn: Any) -> None:
         if not getattr(dbapi_conn, "sqltx_armed", False):
             close(dbapi_conn)  # the run's own end, or a connection that is not the run's
-        elif not self._skip("rollback"):
-            dbapi_conn.rollback()
+            return
+        with self._lock:
+            if not self._skip("rollback"):
+                dbapi_conn.rollback()
 
-    def _send(self, call: Callable[[Any, str], None], conn: Any, asked: str, sent: str | None) -> None:
+    def _send(self, call: Callable[[Any, str], None], conn: Any, asked: str,
+              decide: Callable[[Any, str], str | None]) -> None:
         """``call`` with the savepoint's name as sent (None: the call is left out)."""
         if os.getpid() != self._pid:
             call(conn, asked)  # a forked child: the connection refuses it
-        elif sent is not None:
-            call(conn, sent)
+            return
+        with self._lock:
+            sent = decide(conn, asked)
+            if sent is not None:
+                call(conn, sent)
+
+    def _finish(self, call: Callable[[Any], None], dbapi_conn: Any, what: str) -> None:
+        """The dialect's commit or rollback, right after its event (which took the lock)."""
+        try:
+            with self._lock:
+                if not self._skip(what):
+                    call(dbapi_conn)
+        finally:
+            self._let_go()
+
+    def _hold(self) -> None:
+        self._lock.acquire()
+        self._pending.held = getattr(self._pending, "held", 0) + 1
+
+    def _let_go(self) -> None:
+        held = getattr(self._pending, "held", 0)
+        if held:
+            self._pending.held = held - 1
+            self._lock.release()
+
+    def _statement_done(self, *args: Any) -> None:
+        statements = getattr(self._pending, "statements", 0)
+        if statements:
+            self._pending.statements = statements - 1
+            self._lock.release()
+
+    _EVENTS = ("commit", "rollback", "after_cursor_execute", "handle_error")
 
     def start(self) -> None:
-        event.listen(Engine, "commit", self._on_commit)
-        event.listen(Engine, "rollback", self._on_rollback)
+        for name, listener in zip(self._EVENTS, self._listeners(), strict=True):
+            event.listen(Engine, name, listener)
         self._listening = True
 
     def stop(self) -> None:
         if self._listening:
-            event.remove(Engine, "commit", self._on_commit)
-            event.remove(Engine, "rollback", self._on_rollback)
+            for name, listener in zip(self._EVENTS, self._listeners(), strict=True):
+                event.remove(Engine, name, listener)
             self._listening = False
+
+    def _listeners(self) -> tuple[Callable[..., Any], ...]:
+        return (self._on_commit, self._on_rollback, self._statement_done, self._statement_done)
 
     @_locked
     def reset(self) -> None:
@@ -176,9 +216,13 @@ class Handles:
             self._state = _ScopeState()
 
     # -- what the handles do -----------------------------------------------------
-    @_locked
     def saw(self, conn: Any, statement: str, context: Any) -> None:
-        """A statement through one of the run's engines (from the leak watch)."""
+        """A statement through one of the run's engines (from the leak watch):
+        from now until it has run, the lock is this thread's."""
+        if os.getpid() != self._pid:
+            return
+        self._lock.acquire()
+        self._pending.statements = getattr(self._pending, "statements", 0) + 1
         if is_write(statement, context):
             self._clock += 1
             self._handle(conn).wrote = self._clock
@@ -278,6 +322,14 @@ class Handles:
     def _on_commit(self, conn: Any) -> None:
         if not self._is_run_engine(conn.engine):
             return
+        self._hold()  # until the dialect's commit, right after this, has run
+        try:
+            self._decide_commit(conn)
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _decide_commit(self, conn: Any) -> None:
         handle = self._handle(conn)
         nothing_to_keep = self._others_wrote(handle) and not handle.wrote
         if nothing_to_keep or self._refuse(self._conflict_savepoints(handle, "commit")):
@@ -290,8 +342,17 @@ class Handles:
 
     @_locked
     def _on_rollback(self, conn: Any) -> None:
-        if not self._is_run_engine(conn.engine):
-            return
+        if not self._is_run_engine(conn.engine) or not getattr(conn, "_still_open_and_dbapi_connection_is_valid",
+                                                                True):
+            return  # SQLAlchemy calls no dialect rollback then
+        self._hold()  # until the dialect's rollback, right after this, has run
+        try:
+            self._decide_rollback(conn)
+        except BaseException:
+            self._let_go()
+            raise
+
+    def _decide_rollback(self, conn: Any) -> None:
         handle = self._handle(conn)
         if self._others_wrote(handle) and not handle.wrote and not self._failed(conn):
             self._leave_out(handle)
