@@ -179,10 +179,24 @@ class IsolatedDatabase:
         handles = Handles(self._is_run_connection)
         self._adoption = Adoption(handles)
 
-        def log(conn: Any, statement: str, context: Any) -> None:
+        # the cursor set-up of app dialects kept by redirection (see Backend.cursor_setup)
+        cursor_setups: dict[Any, Callable[[Any], None]] = {}
+
+        def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
             scopes.log(statement)
             handles.saw(conn, statement, context)
+            if cursor_setups:
+                setup = cursor_setups.get(conn.dialect)
+                if setup is not None:
+                    setup(cursor)
 
+        def own_dialect(dialect: Any) -> None:
+            handles.install(dialect)
+            setup = self.backend.cursor_setup(dialect)
+            if setup is not None:
+                cursor_setups[dialect] = setup
+
+        self.redirection.on_own_dialect = own_dialect
         self._parts = RunParts(
             database=self, backend=self.backend, schema=tables, scopes=scopes, redirection=self.redirection,
             watch=LeakWatch(is_run_engine=self._is_run_engine, log=log), handles=handles,
@@ -464,6 +478,8 @@ class IsolatedDatabase:
                 details += self.backend.cleanup_note
             if self.changed is not None:
                 details += "; the database was changed outside the run, see the error above"
+            if self.redirection.set_aside:
+                details += f"; set aside from the app's engines: {'; '.join(self.redirection.set_aside)}"
         return f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"
 
     def _is_run_engine(self, engine: Engine) -> bool:

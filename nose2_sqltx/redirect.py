@@ -51,7 +51,14 @@ def redirect_kind(obj: Any) -> str | None:
 
 
 class _EngineSwap:
-    """One Engine pointed at another's pool, dialect and URL, and put back."""
+    """One Engine pointed at another's pool and URL, and put back.
+
+    The engine keeps its own dialect, and with it the app's options that
+    change what is read and written (``json_serializer``, type and dialect
+    settings), when it is of the target's kind (the same database and
+    driver); the dialect is made ready on the target's connection as a first
+    connect would. Otherwise it takes the target's dialect too.
+    """
 
     _FIELDS = ("pool", "dialect", "url", "_compiled_cache")
 
@@ -59,9 +66,41 @@ class _EngineSwap:
         self.engine = engine
         self.saved = {name: getattr(engine, name) for name in self._FIELDS}
 
+    @property
+    def keeps_dialect(self) -> bool:
+        return self.engine.dialect is self.saved["dialect"]
+
+    def set_aside(self, target: Engine) -> list[str]:
+        """The app's options that cannot apply on the target's one shared
+        connection (for the run's report)."""
+        own: Any = self.saved["dialect"]
+        pool: Any = self.saved["pool"]
+        aside = []
+        if type(own) is not type(target.dialect):
+            aside.append(f"its dialect ({own.name}+{own.driver}, where the run's is "
+                         f"{target.dialect.name}+{target.dialect.driver}) with its options")
+        if getattr(pool, "_pre_ping", False):
+            aside.append("pool_pre_ping")
+        if callable(getattr(pool, "size", None)) and type(pool).__name__ == "QueuePool" and pool.size() != 5:
+            aside.append("pool_size")
+        # create_engine's own (the dialect's on_connect, its first connect) aside
+        if any(not getattr(f, "__qualname__", "").startswith(("create_engine.", "only_once."))
+               for f in pool.dispatch.connect):
+            aside.append("its connect listeners (connections are set up once, for the run)")
+        return aside
+
     def point(self, target: Engine) -> None:
-        for name in self._FIELDS:
+        own: Any = self.saved["dialect"]
+        keep = type(own) is type(target.dialect)
+        for name in ("pool", "url") if keep else self._FIELDS:
             setattr(self.engine, name, getattr(target, name))
+        if keep:
+            self.engine.dialect = own
+            self.engine._compiled_cache = self.saved["_compiled_cache"]
+            if not getattr(own, "_sqltx_ready", False):
+                with self.engine.connect() as conn:
+                    own.initialize(conn)
+                own._sqltx_ready = True
 
     def restore(self) -> None:
         for name, value in self.saved.items():
@@ -82,6 +121,11 @@ class Redirection:
     def __init__(self, objects: Mapping[str, Any]) -> None:
         self.objects = dict(objects)
         self._swaps: dict[int, _EngineSwap] = {}
+        #: called with the dialect of an engine that keeps its own, as it is pointed at the target
+        self.on_own_dialect: Callable[[Any], None] | None = None
+        #: the app's engine options that cannot apply in the run, as "<engine> <option>"
+        self.set_aside: list[str] = []
+        self._reported: set[int] = set()
         self._factories: list[tuple[sessionmaker[Any], dict[str, Any]]] = []
         self._registries: list[scoped_session[Any]] = []
         self._flask: list[Any] = []
@@ -97,6 +141,11 @@ class Redirection:
         """Every engine redirected so far (the Flask apps' too)."""
         return [swap.engine for swap in self._swaps.values()]
 
+    @property
+    def own_dialects(self) -> list[Any]:
+        """The dialects of redirected engines that kept their own (see ``_EngineSwap``)."""
+        return [swap.engine.dialect for swap in self._swaps.values() if swap.keeps_dialect]
+
     # -- aiming -----------------------------------------------------------------
     def point(self, target: Engine) -> None:
         """Aim everything at ``target`` (the first call remembers what to restore)."""
@@ -106,10 +155,25 @@ class Redirection:
             for obj in self.objects.values():
                 self._collect(obj)
         for swap in self._swaps.values():
-            swap.point(target)
+            self._point(swap, target)
         for factory, saved in self._factories:
             if saved.get("bind") is None and not saved.get("binds"):
                 factory.kw["bind"] = target  # an unbound factory: bind it
+
+    def _point(self, swap: _EngineSwap, target: Engine) -> None:
+        if id(swap) not in self._reported:
+            self._reported.add(id(swap))
+            for option in swap.set_aside(target):
+                self.set_aside.append(f"{self._name(swap.engine)} {option}")
+        swap.point(target)
+        if swap.keeps_dialect and self.on_own_dialect is not None:
+            self.on_own_dialect(swap.engine.dialect)
+
+    def _name(self, engine: Engine) -> str:
+        for name, obj in self.objects.items():
+            if obj is engine:
+                return name
+        return "an engine of " + ", ".join(self.objects) if self.objects else "an engine"
 
     def _collect(self, obj: Any) -> None:
         kind = redirect_kind(obj)
@@ -132,7 +196,7 @@ class Redirection:
         if swap is None:
             swap = self._swaps[id(engine)] = _EngineSwap(engine)
             if self._target is not None:
-                swap.point(self._target)
+                self._point(swap, self._target)
         return swap
 
     def _flask_db(self, db: Any) -> None:

@@ -169,6 +169,12 @@ class Backend:
         moved (and only those), or None when there is nothing to put back."""
         return None
 
+    def cursor_setup(self, dialect: Any) -> Callable[[Any], None] | None:
+        """For an app engine that keeps its own ``dialect`` on the run's
+        connection: what to do to each of its cursors so that the dialect's
+        per-connection options apply to its statements (None: nothing)."""
+        return None
+
     def socket_fd(self, dbapi_connection: Any) -> int | None:
         """The file descriptor of the connection's socket, if it has one: a
         forked child must not write to it (a driver closing the connection

@@ -9,6 +9,7 @@ statement to the :class:`~nose2_sqltx.savepoints.SavepointConnection`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import cache
 from typing import Any, ClassVar
 
@@ -244,6 +245,22 @@ class PostgreSQL(Backend):
         conn.execute(DropSchema(name, cascade=True))
         conn.commit()
         return (f"schema {name}",)
+
+    def cursor_setup(self, dialect: Any) -> Callable[[Any], None] | None:
+        # psycopg 3 takes json_serializer/json_deserializer as adapters given to
+        # the connection when it is made; a cursor can carry its own.
+        dumps, loads = getattr(dialect, "_json_serializer", None), getattr(dialect, "_json_deserializer", None)
+        if dialect.driver != "psycopg" or not (dumps or loads):
+            return None
+        from psycopg.types.json import set_json_dumps, set_json_loads
+
+        def setup(cursor: Any) -> None:
+            if dumps:
+                set_json_dumps(dumps, cursor)
+            if loads:
+                set_json_loads(loads, cursor)
+
+        return setup
 
     def sequence_values(self, conn: Connection, *, run_only: bool = False) -> dict[str, int | None]:
         where = " AND n.nspname = ANY (current_schemas(false))" if run_only else ""

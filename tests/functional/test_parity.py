@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, insert, select
+from sqlalchemy import Engine, String, cast, create_engine, delete, event, insert, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -283,3 +284,55 @@ class TestThreads(FunctionalTest):
             run = self.run_scenario("threads", target=target)
             self.assertRan(run, 2)
             self.assertIn("\nOK\n", run.stderr)
+
+
+class TestEngineOptions(FunctionalTest):
+    @each_target("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "sqlite-file")
+    def test_a_redirected_engine_writes_what_it_writes_in_production(self, target):
+        options_app = _load_from(SCENARIOS / "engine_options" / "options_app.py", APP_URL=target_dsn(target, "/tmp"))
+        with tempfile.TemporaryDirectory() as tmp:
+            url = target_dsn(target, tmp)
+            engine = unwatched(options_app.make_engine(url))  # production: the app's engine, real commits
+            if target.startswith("sqlite"):
+                engine = unwatched(options_app.make_engine(f"sqlite:///{tmp}/oracle.db"))
+            options_app.metadata.create_all(engine)
+            try:
+                options_app.store(engine, {"b": 1, "a": [2, 1]})
+                with engine.connect() as conn:
+                    want = conn.execute(select(cast(options_app.documents.c.body, String))).scalar_one()
+            finally:
+                options_app.metadata.drop_all(engine)
+                engine.dispose()
+            out = Path(tmp) / "stored.json"
+            # The app's own setting: the same driver as the run's, on a host
+            # that does not exist (the run redirects it).
+            app_url = make_url(url).set(host="app-db.invalid", database="app") if not target.startswith("sqlite") \
+                else make_url(f"sqlite:///{tmp}/never-made.db")
+            run = self.run_scenario("engine_options", target=target,
+                                    env={"ORACLE_OUT": str(out), "APP_URL": app_url.render_as_string(False)})
+            self.assertFalse((Path(tmp) / "never-made.db").exists())
+            got = json.loads(out.read_text())
+        self.assertRan(run, 1)
+        self.assertEqual(want, '{"a":[2,1],"b":1}')  # the oracle itself: the app's serializer at work
+        self.assertEqual(got, want)
+        # said once, at the end of the run; the engine with only dialect options is not named
+        self.assertEqual(run.stderr.count("set aside from the app's engines"), 1, run.stderr)
+        self.assertIn("set aside from the app's engines: options_app:pinged pool_pre_ping; options_app:pinged its "
+                      "connect listeners (connections are set up once, for the run)\n", run.stderr)
+
+
+def _load_from(path: Path, **environ: str) -> Any:
+    saved = {key: os.environ.get(key) for key in environ}
+    os.environ.update(environ)
+    try:
+        spec = importlib.util.spec_from_file_location(f"_scenario_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
