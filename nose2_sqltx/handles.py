@@ -44,7 +44,9 @@ __all__ = ["Handles"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: frames that are not the app's: ours, SQLAlchemy's and the functions SQLAlchemy generates
-_SKIP = (os.path.dirname(__file__), os.path.dirname(sys.modules["sqlalchemy"].__file__ or ""), "<sqlalchemy")
+#: ("<sqlalchemy generated ...>" in 2.1, "<string>" in 2.0)
+_SKIP = (os.path.dirname(__file__), os.path.dirname(sys.modules["sqlalchemy"].__file__ or ""), "<sqlalchemy",
+         "<string>")
 
 
 def _caller() -> tuple[str, int]:
