@@ -22,12 +22,27 @@ from tests.support import QUICK, SCENARIOS, FunctionalTest, each_target, run_nos
 SEQUENCES = 30 if QUICK else 60
 
 
+def _load_from(path: Path, **environ: str) -> Any:
+    """A scenario's module, imported here (for the oracle) with ``environ`` set while it loads."""
+    saved = {key: os.environ.get(key) for key in environ}
+    os.environ.update(environ)
+    try:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, SCENARIOS / "common" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """A module the scenarios share (tests/functional/scenarios/common)."""
+    return _load_from(SCENARIOS / "common" / f"{name}.py")
 
 
 ops = _load("savepoint_ops")
@@ -320,19 +335,3 @@ class TestEngineOptions(FunctionalTest):
         self.assertIn("set aside from the app's engines: options_app:pinged pool_pre_ping; options_app:pinged its "
                       "connect listeners (connections are set up once, for the run)\n", run.stderr)
 
-
-def _load_from(path: Path, **environ: str) -> Any:
-    saved = {key: os.environ.get(key) for key in environ}
-    os.environ.update(environ)
-    try:
-        spec = importlib.util.spec_from_file_location(f"_scenario_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
