@@ -43,6 +43,7 @@ own rollback, and a new savepoint is set only where no spare is left.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -153,6 +154,8 @@ class SavepointConnection:
     _sqltx_settings: dict[str, Any] | None = None
     _sqltx_stack: SavepointStack
     _sqltx_pid: int = 0  # the process the connection was armed in: a forked child must not use it
+    #: one thread at a time talks to the driver (some, like mysqlclient, refuse two)
+    _sqltx_lock: threading.RLock
     #: what a real COMMIT would check, run at each app commit, and what recovers from its failure
     _sqltx_commit_check: Step = ()
     _sqltx_commit_recover: Step = ()
@@ -183,11 +186,12 @@ class SavepointConnection:
     def _sqltx_send(self, step: Step) -> None:
         if not step:
             return
-        if self._sqltx_one_statement_per_call:
-            for sql in step:
-                self._sqltx_exec(sql)
-        else:
-            self._sqltx_exec("; ".join(step))
+        with self._sqltx_lock:
+            if self._sqltx_one_statement_per_call:
+                for sql in step:
+                    self._sqltx_exec(sql)
+            else:
+                self._sqltx_exec("; ".join(step))
 
     # -- the owner's API ----------------------------------------------------
     @property
@@ -217,6 +221,7 @@ class SavepointConnection:
     def sqltx_arm(self) -> None:
         """From now on, app transaction control maps onto savepoints."""
         self._sqltx_stack = SavepointStack()
+        self._sqltx_lock = threading.RLock()
         self._sqltx_send(self._sqltx_stack.arm())
         self._sqltx_pid = os.getpid()
         self._sqltx_armed = True
@@ -375,11 +380,15 @@ class SavepointConnection:
 
 def reported(conn: Any, query: Any, run: Callable[[], Any]) -> Any:
     """Run one statement through ``run()``, telling ``conn`` before and after."""
-    conn._sqltx_before(query)
-    try:
+    lock = getattr(conn, "_sqltx_lock", None)
+    if lock is None:  # never armed: not the run's yet
         return run()
-    finally:
-        conn._sqltx_after(query)
+    with lock:
+        conn._sqltx_before(query)
+        try:
+            return run()
+        finally:
+            conn._sqltx_after(query)
 
 
 def guarded_setting(real: Any, name: str, autocommit: Callable[[Any], bool] | None = None) -> property:

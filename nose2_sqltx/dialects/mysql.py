@@ -66,6 +66,16 @@ def _adapter(module: str) -> tuple[Any, Any]:
         def executemany(self, query: Any, args: Any) -> Any:
             return reported(self.connection, query, lambda: super(Cursor, self).executemany(query, args))
 
+        def close(self) -> None:
+            # mysqlclient reads what is left of the results here, on the
+            # connection: not while another thread runs a statement on it.
+            lock = getattr(self.connection, "_sqltx_lock", None) if self.connection is not None else None
+            if lock is None:
+                super().close()
+                return
+            with lock:
+                super().close()
+
     class MySQLConnection(SavepointConnection, base):
         _sqltx_server = "MySQL"
 
