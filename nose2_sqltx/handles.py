@@ -20,6 +20,11 @@ set savepoints, and before a handle's transaction control is sent:
 What cannot be told apart here, and is the same in production only when the
 handles do not read each other's uncommitted rows: two handles see each
 other's uncommitted rows (the README says so).
+
+Threads (a pool of workers in the app) are handles too. Every statement of the
+run's engines, and every commit or rollback together with the decision about
+it, runs under one lock, so that no thread's statement lands between another
+thread's decision and its rollback.
 """
 
 from __future__ import annotations
