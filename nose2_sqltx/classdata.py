@@ -32,22 +32,21 @@ __all__ = ["ClassData", "wrap_new_attributes"]
 class ClassData:
     """A class attribute set by ``setUpTestData``, copied per test on first read."""
 
-    def __init__(self, name: str, value: Any, session_of: Callable[[Any], Session]) -> None:
+    def __init__(self, name: str, value: Any) -> None:
         self.name = name
         self.value = value
-        self._session_of = session_of
 
     def __get__(self, test: Any, owner: type) -> Any:
         if test is None:
             return self.value
-        fresh = _fresh(self.value, lambda: self._session_of(test))
+        fresh = _fresh(self.value, lambda: test.session)
         # Kept on the test: later reads are plain attribute reads, and an
         # assignment in the test replaces the test's copy only.
         test.__dict__[self.name] = fresh
         return fresh
 
 
-def wrap_new_attributes(cls: type, before: dict[str, Any], session_of: Callable[[Any], Session]) -> None:
+def wrap_new_attributes(cls: type, before: dict[str, Any]) -> None:
     """Make every attribute of ``cls`` that is new or changed since ``before``
     (a copy of ``vars(cls)``) a :class:`ClassData`."""
     for name, value in list(vars(cls).items()):
@@ -55,7 +54,7 @@ def wrap_new_attributes(cls: type, before: dict[str, Any], session_of: Callable[
             continue
         if name in before and before[name] is value:
             continue
-        setattr(cls, name, ClassData(name, value, session_of))
+        setattr(cls, name, ClassData(name, value))
 
 
 def _fresh(value: Any, session: Callable[[], Session]) -> Any:

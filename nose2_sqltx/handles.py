@@ -287,13 +287,10 @@ class Handles:
         return savepoint.sent
 
     def _conflict_after(self, i: int, handle: _Handle, action: str, *, undo: bool) -> SharedTransactionError | None:
-        for later in self._state.savepoints[i + 1:]:
-            if later.handle is not handle:
-                return SharedTransactionError(action, handle.label, later.handle.label,
-                                              f"destroy the open savepoint {later.name}")
-        if undo:
+        conflict = self._conflict_savepoints(handle, action, start=i + 1)
+        if conflict is None and undo:
             return self._conflict_writes(self._state.savepoints[i].at, handle, action)
-        return None
+        return conflict
 
     def _conflict_writes(self, since: int, handle: _Handle, action: str) -> SharedTransactionError | None:
         for other in self._state.handles.values():
@@ -301,8 +298,9 @@ class Handles:
                 return SharedTransactionError(action, handle.label, other.label, "undo the uncommitted writes")
         return None
 
-    def _conflict_savepoints(self, handle: _Handle, action: str) -> SharedTransactionError | None:
-        for savepoint in self._state.savepoints:
+    def _conflict_savepoints(self, handle: _Handle, action: str, start: int = 0) -> SharedTransactionError | None:
+        """Another handle's savepoint open (from ``start`` on) that ``action`` would destroy."""
+        for savepoint in self._state.savepoints[start:]:
             if savepoint.handle is not handle:
                 return SharedTransactionError(action, handle.label, savepoint.handle.label,
                                               f"destroy the open savepoint {savepoint.name}")
@@ -327,14 +325,8 @@ class Handles:
     # its call is not sent at all.
     @_locked
     def _on_commit(self, conn: Any) -> None:
-        if not self._is_run_engine(conn.engine):
-            return
-        self._hold()  # until the dialect's commit, right after this, has run
-        try:
-            self._decide_commit(conn)
-        except BaseException:
-            self._let_go()
-            raise
+        if self._is_run_engine(conn.engine):
+            self._decide_holding(self._decide_commit, conn)
 
     def _decide_commit(self, conn: Any) -> None:
         handle = self._handle(conn)
@@ -349,12 +341,16 @@ class Handles:
 
     @_locked
     def _on_rollback(self, conn: Any) -> None:
-        if not self._is_run_engine(conn.engine) or not getattr(conn, "_still_open_and_dbapi_connection_is_valid",
-                                                                True):
-            return  # SQLAlchemy calls no dialect rollback then
-        self._hold()  # until the dialect's rollback, right after this, has run
+        # SQLAlchemy calls no dialect rollback for a connection that is closed or invalid
+        if self._is_run_engine(conn.engine) and getattr(conn, "_still_open_and_dbapi_connection_is_valid", True):
+            self._decide_holding(self._decide_rollback, conn)
+
+    def _decide_holding(self, decide: Callable[[Any], None], conn: Any) -> None:
+        """``decide(conn)``, keeping the lock until the dialect's commit or
+        rollback right after it has run (:meth:`_finish` lets it go)."""
+        self._hold()
         try:
-            self._decide_rollback(conn)
+            decide(conn)
         except BaseException:
             self._let_go()
             raise

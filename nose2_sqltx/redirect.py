@@ -11,11 +11,13 @@ Engine (reflection, ``engine.dialect``, ``engine.url`` all work).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
+from sqlalchemy.pool import QueuePool
 
 from .errors import UnsupportedObjectError
 
@@ -50,6 +52,10 @@ def redirect_kind(obj: Any) -> str | None:
     return None
 
 
+#: QueuePool's own default, which create_engine() leaves alone unless told
+_DEFAULT_POOL_SIZE = inspect.signature(QueuePool.__init__).parameters["pool_size"].default
+
+
 class _EngineSwap:
     """One Engine pointed at another's pool and URL, and put back.
 
@@ -81,7 +87,7 @@ class _EngineSwap:
                          f"{target.dialect.name}+{target.dialect.driver}) with its options")
         if getattr(pool, "_pre_ping", False):
             aside.append("pool_pre_ping")
-        if callable(getattr(pool, "size", None)) and type(pool).__name__ == "QueuePool" and pool.size() != 5:
+        if isinstance(pool, QueuePool) and pool.size() != _DEFAULT_POOL_SIZE:
             aside.append("pool_size")
         # create_engine's own (the dialect's on_connect, its first connect) aside
         if any(not getattr(f, "__qualname__", "").startswith(("create_engine.", "only_once."))
@@ -140,11 +146,6 @@ class Redirection:
     def engines(self) -> list[Engine]:
         """Every engine redirected so far (the Flask apps' too)."""
         return [swap.engine for swap in self._swaps.values()]
-
-    @property
-    def own_dialects(self) -> list[Any]:
-        """The dialects of redirected engines that kept their own (see ``_EngineSwap``)."""
-        return [swap.engine.dialect for swap in self._swaps.values() if swap.keeps_dialect]
 
     # -- aiming -----------------------------------------------------------------
     def point(self, target: Engine) -> None:

@@ -129,7 +129,7 @@ class DatabaseTest:
     def _sqltx_set_up_test_data(cls) -> None:
         before = dict(vars(cls))
         cls.setUpTestData()
-        wrap_new_attributes(cls, before, lambda test: test.session)
+        wrap_new_attributes(cls, before)
 
     @classmethod
     def _sqltx_end_class(cls, scope: Scope) -> None:
