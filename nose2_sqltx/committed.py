@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, MetaData, create_engine
 from sqlalchemy.engine import URL
 
+from .connect_setup import ConnectSetup
 from .schema import Schema
 from .scopes import After, Scope, ScopeStack
 
@@ -36,10 +37,13 @@ class CommittedMode:
 
     real_commits = True
 
-    def __init__(self, run_url: URL, schema: Schema, depth: int) -> None:
+    def __init__(self, run_url: URL, schema: Schema, depth: int, setup: ConnectSetup | None = None) -> None:
         self.schema = schema
         self.depth = depth
-        self._engine = create_engine(run_url)
+        setup = setup or ConnectSetup()
+        # Its connections are set up as the app's engines set up theirs.
+        self._engine = create_engine(run_url, connect_args=dict(setup.connect_args))
+        setup.install(self._engine)
         # Reflected once per stretch of real commits: it costs more than the deletes.
         self._reflected: MetaData | None = None
 

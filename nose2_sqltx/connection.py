@@ -4,7 +4,8 @@
 same :class:`~nose2_sqltx.savepoints.SavepointConnection`, so Sessions,
 Connections and the app's redirected engines all share the run's
 transaction. :func:`connect_errors` turns a missing driver or a refused
-connection into one of our errors, with no password in it.
+connection into one of our errors, with no password in it. The connection
+is made as the app's engines make theirs (:mod:`nose2_sqltx.connect_setup`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
 
+from .connect_setup import ConnectSetup
 from .dialects import Backend
 from .errors import ConfigError, ConnectionLostError, DatabaseUnavailableError
 from .messages import first_line, mask_url, scrub_password
@@ -82,12 +84,14 @@ class RunConnection:
     what messages call the database.
     """
 
-    def __init__(self, url: URL, backend: Backend, masked_url: str) -> None:
+    def __init__(self, url: URL, backend: Backend, masked_url: str, setup: ConnectSetup | None = None) -> None:
         self.masked_url = masked_url
         #: the driver's own account of the first disconnect seen (later errors only echo it)
         self.lost_reason: str | None = None
-        self.engine: Engine = create_engine(url, poolclass=RunPool)
+        setup = setup or ConnectSetup()
+        self.engine: Engine = create_engine(url, poolclass=RunPool, connect_args=dict(setup.connect_args))
         backend.install(self.engine)
+        setup.install(self.engine)
         event.listen(self.engine, "handle_error", self._on_error)
         with self.engine.connect() as conn:
             dbapi = conn.connection.dbapi_connection

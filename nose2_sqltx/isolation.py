@@ -41,6 +41,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from .adoption import Adoption
+from .connect_setup import read_setup
 from .connection import RunConnection, connect_errors
 from .dialects import Backend, backend_for
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
@@ -266,7 +267,10 @@ class IsolatedDatabase:
             started = time.perf_counter()
             with connect_errors(self.url, self.backend):
                 self.run_url = self.backend.prepare()
-                connection = RunConnection(self.run_url, self.backend, self.masked_url)
+                setup = read_setup(self.redirection.named_engines(), self.run_url, self.backend.own_connect_args)
+                self.redirection.carried(setup.carried)
+                self.redirection.set_aside.extend(setup.set_aside)
+                connection = RunConnection(self.run_url, self.backend, self.masked_url, setup=setup)
                 with connection.engine.connect() as conn:
                     self._check_safe(conn)
                     self._parts.audit.take(conn)
@@ -281,7 +285,7 @@ class IsolatedDatabase:
                 self.redirection.point(connection.engine)
             except UnsupportedObjectError as exc:
                 raise SetupError("redirecting the app's engines and sessions", str(exc)) from exc
-            self._run = Run(self._parts, connection, self.run_url, lock_timeout_ms=self.lock_timeout_ms,
+            self._run = Run(self._parts, connection, self.run_url, setup=setup, lock_timeout_ms=self.lock_timeout_ms,
                             statement_timeout_ms=self.statement_timeout_ms)
             self._run.open(first=True)
             self.timings.update(self._run.timings)

@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from .connect_setup import own_connect_listeners
 from .errors import UnsupportedObjectError
 
 __unittest = True
@@ -71,6 +72,8 @@ class _EngineSwap:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.saved = {name: getattr(engine, name) for name in self._FIELDS}
+        #: whether the run's connection was made with this engine's setup (:mod:`nose2_sqltx.connect_setup`)
+        self.carried = False
 
     @property
     def keeps_dialect(self) -> bool:
@@ -89,10 +92,8 @@ class _EngineSwap:
             aside.append("pool_pre_ping")
         if isinstance(pool, QueuePool) and pool.size() != _DEFAULT_POOL_SIZE:
             aside.append("pool_size")
-        # create_engine's own (the dialect's on_connect, its first connect) aside
-        if any(not getattr(f, "__qualname__", "").startswith(("create_engine.", "only_once."))
-               for f in pool.dispatch.connect):
-            aside.append("its connect listeners (connections are set up once, for the run)")
+        if not self.carried and own_connect_listeners(self.engine):
+            aside.append("its connect listeners (it was made after the run's connection)")
         return aside
 
     def point(self, target: Engine) -> None:
@@ -136,6 +137,7 @@ class Redirection:
         self._registries: list[scoped_session[Any]] = []
         self._flask: list[Any] = []
         self._target: Engine | None = None
+        self._collected = False
         self._marks: list[dict[int, tuple[Session, set[Any]]]] = []
         for name, obj in self.objects.items():
             if redirect_kind(obj) is None:
@@ -147,14 +149,28 @@ class Redirection:
         """Every engine redirected so far (the Flask apps' too)."""
         return [swap.engine for swap in self._swaps.values()]
 
+    def named_engines(self) -> dict[str, Engine]:
+        """The app's engines known before any is redirected, by the name messages give them."""
+        self._collect_all()
+        return {self._name(swap.engine): swap.engine for swap in self._swaps.values()}
+
+    def carried(self, engine_ids: Iterable[int]) -> None:
+        """The run's connection was made with these engines' setup: do not name it as set aside."""
+        ids = set(engine_ids)
+        for swap in self._swaps.values():
+            swap.carried = id(swap.engine) in ids
+
     # -- aiming -----------------------------------------------------------------
-    def point(self, target: Engine) -> None:
-        """Aim everything at ``target`` (the first call remembers what to restore)."""
-        first = self._target is None
-        self._target = target
-        if first:
+    def _collect_all(self) -> None:
+        if not self._collected:
+            self._collected = True
             for obj in self.objects.values():
                 self._collect(obj)
+
+    def point(self, target: Engine) -> None:
+        """Aim everything at ``target`` (the first call remembers what to restore)."""
+        self._collect_all()
+        self._target = target
         for swap in self._swaps.values():
             self._point(swap, target)
         for factory, saved in self._factories:

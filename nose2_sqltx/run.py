@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from .committed import CommittedMode
+from .connect_setup import ConnectSetup
 from .connection import RunConnection
 from .dialects import Backend
 from .errors import ConnectionLostError, DatabaseChangedError, SetupError, TransactionEndedError
@@ -56,11 +57,13 @@ class RunParts:
 class Run:
     """The run on ``connection`` (made by :meth:`start`), from its first build to :meth:`close`."""
 
-    def __init__(self, parts: RunParts, connection: RunConnection, run_url: URL, *,
+    def __init__(self, parts: RunParts, connection: RunConnection, run_url: URL, *, setup: ConnectSetup,
                  lock_timeout_ms: int, statement_timeout_ms: int) -> None:
         self.parts = parts
         self.connection = connection
         self.run_url = run_url
+        #: how the app's engines set up their connections: real-commit connections are made so too
+        self.setup = setup
         self.transaction = RunTransaction(connection, parts.backend, namespace_sql=parts.namespace_sql,
                                           lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
         self.mode: Mode = self.transaction
@@ -91,7 +94,7 @@ class Run:
             parts.schema.create(conn, committed=False)
         schema_done = time.perf_counter()
         parts.schema.run_fixtures(conn)
-        transaction.connection.dbapi.sqltx_check_commits(*parts.backend.commit_checks(conn))
+        transaction.connection.dbapi.sqltx_check_commits(parts.backend.commit_check(conn))
         # where reset-sequences puts sequences back to after each top-level scope
         run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
@@ -112,7 +115,7 @@ class Run:
         with transaction.quiet():
             inner = parts.scopes.close_all()
         transaction.abandon()
-        mode = CommittedMode(self.run_url, parts.schema, depth=len(inner) + 1)
+        mode = CommittedMode(self.run_url, parts.schema, depth=len(inner) + 1, setup=self.setup)
         self.mode = mode
         parts.watch.checking = False  # other connections are the point now
         parts.redirection.point(mode.engine)

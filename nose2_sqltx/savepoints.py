@@ -53,7 +53,7 @@ from .messages import short_sql
 
 __unittest = True
 
-__all__ = ["SavepointStack", "SavepointConnection", "reported", "guarded_setting",
+__all__ = ["CommitCheck", "StatementCheck", "SavepointStack", "SavepointConnection", "reported", "guarded_setting",
            "IDLE", "ACTIVE", "INTRANS", "INERROR", "UNKNOWN"]
 
 #: commit markers are this prefix and the scope's depth
@@ -65,6 +65,37 @@ IDLE, ACTIVE, INTRANS, INERROR, UNKNOWN = range(5)
 
 #: the statements of one step, sent in one round trip where the driver allows
 Step = tuple[str, ...]
+
+
+class CommitCheck:
+    """What a real COMMIT checks and a savepoint does not (deferred
+    constraints), run at each app commit; one subclass per way of checking."""
+
+    def run(self, connection: SavepointConnection) -> None:
+        """Raise the driver's error, as its COMMIT would, if the check fails."""
+        raise NotImplementedError
+
+    def failed(self, connection: SavepointConnection) -> None:
+        """After :meth:`run` raised: leave the test transaction as the
+        database leaves a transaction whose COMMIT failed."""
+        raise NotImplementedError
+
+
+class StatementCheck(CommitCheck):
+    """A check made of statements that fail as the COMMIT would; ``recover``
+    is sent after they failed. As after a failed COMMIT (PostgreSQL), the
+    work since the last commit is then gone."""
+
+    def __init__(self, steps: Step, recover: Step = ()) -> None:
+        self.steps = steps
+        self.recover = recover
+
+    def run(self, connection: SavepointConnection) -> None:
+        connection.sqltx_send(self.steps)
+
+    def failed(self, connection: SavepointConnection) -> None:
+        connection.sqltx_send(self.recover)
+        connection.rollback()
 
 
 class SavepointStack:
@@ -156,9 +187,8 @@ class SavepointConnection:
     _sqltx_pid: int = 0  # the process the connection was armed in: a forked child must not use it
     #: one thread at a time talks to the driver (some, like mysqlclient, refuse two)
     _sqltx_lock: threading.RLock
-    #: what a real COMMIT would check, run at each app commit, and what recovers from its failure
-    _sqltx_commit_check: Step = ()
-    _sqltx_commit_recover: Step = ()
+    #: what a real COMMIT would check, run at each app commit
+    _sqltx_commit_check: CommitCheck | None = None
 
     # -- provided by the driver adapter -----------------------------------
     def _sqltx_exec(self, sql: str) -> None:
@@ -231,12 +261,16 @@ class SavepointConnection:
         self._sqltx_autocommit = False
         self._sqltx_settings = {}
 
-    def sqltx_check_commits(self, check: Step, recover: Step) -> None:
+    def sqltx_send(self, step: Step) -> None:
+        """Run the statements of ``step`` for the owner, in one round trip where the driver allows."""
+        self._sqltx_send(step)
+
+    def sqltx_check_commits(self, check: CommitCheck | None) -> None:
         """At each app commit, run ``check`` first (what only a real COMMIT
-        would check, such as deferred constraints); if it fails, run
+        would check, such as deferred constraints); if it fails, send its
         ``recover``, undo the work since the last commit (a failed commit
         rolls back) and raise the driver's error from ``commit()``."""
-        self._sqltx_commit_check, self._sqltx_commit_recover = check, recover
+        self._sqltx_commit_check = check
 
     def sqltx_disarm(self) -> None:
         """Transaction control is real again (the owner's own, or none)."""
@@ -336,21 +370,20 @@ class SavepointConnection:
         if self._sqltx_status() == INERROR:
             self._sqltx_send(self._sqltx_stack.undo())
         else:
-            if self._sqltx_commit_check:
-                self._sqltx_run_commit_check()
+            if self._sqltx_commit_check is not None:
+                self._sqltx_run_commit_check(self._sqltx_commit_check)
             self._sqltx_send(self._sqltx_stack.keep())
         self._sqltx_dirty = False
         return None
 
-    def _sqltx_run_commit_check(self) -> None:
+    def _sqltx_run_commit_check(self, check: CommitCheck) -> None:
         try:
-            self._sqltx_send(self._sqltx_commit_check)
+            with self._sqltx_lock:
+                check.run(self)
         except Exception:
-            # As a real COMMIT that fails: the work since the last commit is
-            # gone, and the app gets the database's error from commit().
-            self._sqltx_send(self._sqltx_commit_recover)
-            self._sqltx_send(self._sqltx_stack.undo())
-            self._sqltx_dirty = False
+            # As a real COMMIT that fails: the app gets the database's error
+            # from commit(), and the work is where the database leaves it.
+            check.failed(self)
             raise
 
     def rollback(self) -> None:

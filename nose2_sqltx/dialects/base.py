@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, inspect
@@ -10,10 +10,14 @@ from sqlalchemy.engine import URL
 
 from ..errors import ConfigError, SetupError
 from ..messages import mask_url
+from ..savepoints import CommitCheck
 
 __unittest = True
 
 registry: dict[str, type[Backend]] = {}
+
+#: in :attr:`Backend.own_connect_args`: a class of the run's own, which no app value equals
+OWN_CLASS = object()
 
 #: schemas (MySQL: databases) that belong to the server, never to an app
 SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "performance_schema", "mysql", "sys"})
@@ -50,6 +54,9 @@ class Backend:
     worker_namespace: ClassVar[str] = "a schema of its own"
     #: whether the production guard judges the database by its name
     named_databases: ClassVar[bool] = True
+    #: driver arguments the run's connection sets itself (see :meth:`install`),
+    #: with their values: an app engine's other value cannot be carried over
+    own_connect_args: ClassVar[Mapping[str, object]] = {}
 
     def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url
@@ -185,12 +192,12 @@ class Backend:
         except Exception:  # noqa: BLE001 - no socket to protect
             return None
 
-    def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def commit_check(self, conn: Connection) -> CommitCheck | None:
         """What to run at each app commit to check what only a real COMMIT
-        checks (deferred constraints), and what recovers when that check
-        fails; empty when the run's database has nothing to check, so that
-        commits cost nothing extra. Asked once the run's schema is built."""
-        return (), ()
+        checks (deferred constraints); None when the run's database has
+        nothing to check, so that commits cost nothing extra. Asked once the
+        run's schema and fixtures are built."""
+        return None
 
     def is_lock_timeout(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what it wraps) is the server giving up on a lock."""

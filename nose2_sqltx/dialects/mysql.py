@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, ClassVar
 
@@ -36,7 +37,7 @@ from ..errors import ImplicitCommitError, SetupError
 from ..leaks import unwatched
 from ..messages import exception_chain, first_line, short_sql
 from ..savepoints import IDLE, INTRANS, SavepointConnection, reported
-from .base import SYSTEM_SCHEMAS, Backend, register, remember_isolation_level
+from .base import OWN_CLASS, SYSTEM_SCHEMAS, Backend, register, remember_isolation_level
 from .mysql_statements import ends_transaction, implicit_commit_fix, rolls_back
 
 __unittest = True
@@ -158,6 +159,7 @@ class MySQL(Backend):
 
     display_name = "MySQL"
     drivers: ClassVar[dict[str, str]] = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+    own_connect_args: ClassVar[Mapping[str, object]] = {"cursorclass": OWN_CLASS}
     transactional_ddl = False
     worker_namespace = "a database of its own, dropped at the end"
     # AUTO_INCREMENT is set back only by ALTER TABLE, which commits.

@@ -9,7 +9,7 @@ statement to the :class:`~nose2_sqltx.savepoints.SavepointConnection`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any, ClassVar
 
@@ -18,8 +18,8 @@ from sqlalchemy.schema import DropSchema
 
 from ..errors import SetupError
 from ..messages import exception_chain
-from ..savepoints import IDLE, SavepointConnection, guarded_setting, reported
-from .base import Backend, register
+from ..savepoints import IDLE, CommitCheck, SavepointConnection, StatementCheck, guarded_setting, reported
+from .base import OWN_CLASS, Backend, register
 
 __unittest = True
 
@@ -205,6 +205,7 @@ class PostgreSQL(Backend):
     display_name = "PostgreSQL"
     #: driver name in the URL -> the package that provides it
     drivers: ClassVar[dict[str, str]] = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
+    own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
 
     def install(self, engine: Engine) -> None:
         if self.driver == "psycopg2":
@@ -279,19 +280,19 @@ class PostgreSQL(Backend):
                 f"FROM (VALUES {rows}) AS v(name, last) JOIN pg_sequence s ON s.seqrelid = to_regclass(v.name) "
                 "WHERE pg_sequence_last_value(s.seqrelid) IS DISTINCT FROM v.last")
 
-    def commit_checks(self, conn: Connection) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def commit_check(self, conn: Connection) -> CommitCheck | None:
         deferrable = conn.exec_driver_sql(
             "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE condeferrable)"
             " OR EXISTS (SELECT 1 FROM pg_trigger WHERE tgdeferrable)"
         ).scalar()
         if not deferrable:
-            return (), ()
+            return None
         # Checked inside a savepoint that is rolled back: the constraints go
         # back to their own modes (DEFERRED stays deferred), and their pending
         # checks stay pending for the real end of the transaction.
-        return ((f"SAVEPOINT {_CHECK}", "SET CONSTRAINTS ALL IMMEDIATE", f"ROLLBACK TO SAVEPOINT {_CHECK}",
-                 f"RELEASE SAVEPOINT {_CHECK}"),
-                (f"ROLLBACK TO SAVEPOINT {_CHECK}", f"RELEASE SAVEPOINT {_CHECK}"))
+        return StatementCheck((f"SAVEPOINT {_CHECK}", "SET CONSTRAINTS ALL IMMEDIATE",
+                               f"ROLLBACK TO SAVEPOINT {_CHECK}", f"RELEASE SAVEPOINT {_CHECK}"),
+                              recover=(f"ROLLBACK TO SAVEPOINT {_CHECK}", f"RELEASE SAVEPOINT {_CHECK}"))
 
     def server_version(self, dbapi_connection: Any) -> str:
         number = int(dbapi_connection.info.server_version)

@@ -7,6 +7,11 @@ savepoints escapes the final rollback. The run's connection therefore has
 the driver's transaction handling off (``isolation_level=None``, SQLAlchemy's
 documented workaround) and the run's ``BEGIN`` is emitted here.
 
+The app's own ``BEGIN`` (SQLAlchemy's recipe for savepoints on pysqlite)
+starts nothing inside the test transaction and fails where SQLite's would.
+Deferred foreign keys, which SQLite checks only at a real COMMIT, are
+checked at each app commit (:class:`ForeignKeyCheck`).
+
 ``sqlite://`` (in memory) works because the run has exactly one connection
 for its whole length; a file database works too, and a file the run had to
 create is removed again at the end.
@@ -15,17 +20,24 @@ create is removed again at the end.
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from functools import cache
 from typing import Any, ClassVar
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
 
 from ..errors import SetupError
-from ..savepoints import IDLE, INTRANS, SavepointConnection, guarded_setting, reported
-from .base import Backend, register, remember_isolation_level
+from ..savepoints import IDLE, INTRANS, CommitCheck, SavepointConnection, guarded_setting, reported
+from .base import OWN_CLASS, Backend, register, remember_isolation_level
 
 __unittest = True
+
+#: the app's own BEGIN (not a statement that starts with the word)
+_BEGIN = re.compile(r"\s*BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*\Z", re.IGNORECASE)
+#: a foreign key that SQLite checks only at COMMIT
+_DEFERRED = re.compile(r"\bINITIALLY\s+DEFERRED\b", re.IGNORECASE)
 
 
 def split_script(script: str) -> list[str]:
@@ -50,7 +62,11 @@ def _sqlite_classes() -> tuple[Any, Any]:
 
     class Cursor(sqlite3.Cursor):
         def execute(self, sql: Any, parameters: Any = ()) -> Any:
-            return reported(self.connection, sql, lambda: super(Cursor, self).execute(sql, parameters))
+            connection: Any = self.connection
+            if isinstance(sql, str) and _BEGIN.match(sql) and connection.sqltx_armed and not connection.sqltx_ended:
+                connection._sqltx_app_begin()
+                return self
+            return reported(connection, sql, lambda: super(Cursor, self).execute(sql, parameters))
 
         def executemany(self, sql: Any, seq_of_parameters: Any) -> Any:
             return reported(self.connection, sql,
@@ -93,6 +109,34 @@ def _sqlite_classes() -> tuple[Any, Any]:
 
         _sqltx_one_statement_per_call = True  # sqlite3 refuses several
 
+        #: the app sent BEGIN (SQLAlchemy's recipe for savepoints on pysqlite) and has not ended it
+        _sqltx_began = False
+
+        def _sqltx_app_begin(self) -> None:
+            # The test transaction stands for the app's: its BEGIN starts
+            # nothing, and fails where SQLite's would, in a transaction the
+            # app began and did not end (also after a COMMIT that failed).
+            with self._sqltx_lock:
+                if self._sqltx_began:
+                    raise sqlite3.OperationalError("cannot start a transaction within a transaction")
+                self._sqltx_began = True
+
+        def commit(self) -> None:
+            super().commit()
+            self._sqltx_began = False
+
+        def rollback(self) -> None:
+            super().rollback()
+            self._sqltx_began = False
+
+        def sqltx_push(self, name: str) -> None:
+            super().sqltx_push(name)
+            self._sqltx_began = False
+
+        def sqltx_pop(self, name: str) -> None:
+            super().sqltx_pop(name)
+            self._sqltx_began = False
+
         def _sqltx_status(self) -> int:
             # SQLite has no "failed transaction" state: a failed statement is
             # undone on its own, and the few errors that roll back the whole
@@ -117,6 +161,33 @@ def _sqlite_classes() -> tuple[Any, Any]:
     return Connection, Cursor
 
 
+class ForeignKeyCheck(CommitCheck):
+    """SQLite's deferred foreign keys, which it checks only when the real
+    transaction commits: at each app commit, the violations that ``query``
+    (``PRAGMA foreign_key_check`` on the tables that have such keys) finds,
+    beyond the ``known`` ones the database held before the run, fail the
+    commit as SQLite's COMMIT would. As there, the transaction stays open
+    with its work until the app rolls back."""
+
+    def __init__(self, query: str, known: frozenset[tuple[Any, ...]]) -> None:
+        self.query = query
+        self.known = known
+
+    def run(self, connection: SavepointConnection) -> None:
+        import sqlite3
+
+        cursor = sqlite3.Cursor(connection)  # type: ignore[arg-type]  # plain: not reported
+        try:
+            found = cursor.execute(self.query).fetchall()
+        finally:
+            cursor.close()
+        if any(tuple(row) not in self.known for row in found):
+            raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+
+    def failed(self, connection: SavepointConnection) -> None:
+        pass  # SQLite keeps the work of a transaction whose COMMIT failed
+
+
 @register("sqlite")
 class SQLite(Backend):
     """SQLite through the standard library's sqlite3 (``sqlite://`` in memory,
@@ -126,6 +197,8 @@ class SQLite(Backend):
     drivers: ClassVar[dict[str, str]] = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
     worker_namespace = "an in-memory database of its own"
     named_databases = False  # a file's name says nothing; its tables do
+    own_connect_args: ClassVar[Mapping[str, object]] = {"factory": OWN_CLASS, "isolation_level": None,
+                                                         "check_same_thread": False}
 
     def __init__(self, url: URL, key: str = "dsn", **options: Any) -> None:
         super().__init__(url, key, **options)
@@ -173,6 +246,19 @@ class SQLite(Backend):
 
     def begin_sql(self) -> list[str]:
         return ["BEGIN"]
+
+    def commit_check(self, conn: Connection) -> CommitCheck | None:
+        if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
+            return None  # not enforced on this connection, nor on the app's set up the same way
+        deferred = [name for name, sql in conn.exec_driver_sql(
+                        "SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                    if sql and _DEFERRED.search(sql)]
+        if not deferred:
+            return None
+        query = " UNION ALL ".join(
+            "SELECT \"table\", rowid, parent, fkid FROM pragma_foreign_key_check('{}')".format(name.replace("'", "''"))
+            for name in deferred)
+        return ForeignKeyCheck(query, frozenset(tuple(row) for row in conn.exec_driver_sql(query)))
 
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         # How long to wait for another connection's lock on a file database.

@@ -37,6 +37,9 @@ class TestBadInput(OneLineErrorTest):
             "fixture_raises": ("fixture broken_fixture failed", "ValueError: the fixture broke on purpose",
                                "(at models.py:"),
             "bad_duration": ("[sqltx] lock-timeout = 10", "Write 10s or 10ms"),
+            "listener_raises": ("models:listener_engine's connect listener _make_listener_engine.<locals>.set_up, "
+                                "run on the run's connection failed: ValueError: the listener broke on purpose",
+                                "leave models:listener_engine out of engines"),
         }
         for cfg, fragments in cases.items():
             with self.subTest(cfg=cfg):

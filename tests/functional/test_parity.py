@@ -68,6 +68,12 @@ def oracle_engine(target: str, directory: str) -> Engine:
     return create_engine(target_dsn(target))
 
 
+def _sqlite_foreign_keys(dbapi_connection: Any, record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def oracle(target: str, sequences: int) -> dict[tuple[str, int], Any]:
     seen = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,16 +146,21 @@ class TestAppSavepoints(FunctionalTest):
 
 
 class TestDeferredConstraints(FunctionalTest):
-    @each_target("postgresql+psycopg2", "postgresql+psycopg")
+    @each_target("postgresql+psycopg2", "postgresql+psycopg", "sqlite", "sqlite-file")
     def test_checked_at_the_apps_commit_as_in_production(self, target):
-        engine = unwatched(create_engine(target_dsn(target)))
-        parent, child = deferred_ops.tables("sqltx_oracle_deferred")
-        parent.metadata.create_all(engine)
-        try:
-            want = deferred_ops.play(engine, parent, child)
-        finally:
-            parent.metadata.drop_all(engine)
-            engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite = target.startswith("sqlite")
+            # the scenario's app engine: on SQLite, the driver's own transaction handling
+            engine = unwatched(create_engine(f"sqlite:///{tmp}/oracle.db" if sqlite else target_dsn(target)))
+            if sqlite:
+                event.listen(engine, "connect", _sqlite_foreign_keys)
+            parent, child = deferred_ops.tables("sqltx_oracle_deferred", deferred_unique=not sqlite)
+            parent.metadata.create_all(engine)
+            try:
+                want = deferred_ops.play(engine, parent, child)
+            finally:
+                parent.metadata.drop_all(engine)
+                engine.dispose()
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "seen.json"
             run = self.run_scenario("deferred", target=target, env={"ORACLE_OUT": str(out)})
@@ -314,7 +325,8 @@ class TestEngineOptions(FunctionalTest):
             try:
                 options_app.store(engine, {"b": 1, "a": [2, 1]})
                 with engine.connect() as conn:
-                    want = conn.execute(select(cast(options_app.documents.c.body, String))).scalar_one()
+                    want = [conn.execute(select(cast(options_app.documents.c.body, String))).scalar_one(),
+                            options_app.session_state(engine)]
             finally:
                 options_app.metadata.drop_all(engine)
                 engine.dispose()
@@ -328,10 +340,13 @@ class TestEngineOptions(FunctionalTest):
             self.assertFalse((Path(tmp) / "never-made.db").exists())
             got = json.loads(out.read_text())
         self.assertRan(run, 1)
-        self.assertEqual(want, '{"a":[2,1],"b":1}')  # the oracle itself: the app's serializer at work
+        # the oracle itself: the app's serializer and session set-up at work
+        self.assertEqual(want, ['{"a":[2,1],"b":1}', {"postgresql": "Pacific/Chatham 7MB", "mysql": "+05:45 4321",
+                                                     "sqlite": "1 42"}[options_app.backend(url)]])
         self.assertEqual(got, want)
-        # said once, at the end of the run; the engine with only dialect options is not named
+        # said once, at the end of the run; what was carried over is not named
         self.assertEqual(run.stderr.count("set aside from the app's engines"), 1, run.stderr)
-        self.assertIn("set aside from the app's engines: options_app:pinged pool_pre_ping; options_app:pinged its "
-                      "connect listeners (connections are set up once, for the run)\n", run.stderr)
+        key = next(iter(options_app.OTHER[options_app.backend(url)]))
+        self.assertIn(f"set aside from the app's engines: options_app:pinged connect_args {key!r} (one connection "
+                      "cannot also take options_app:engine's value); options_app:pinged pool_pre_ping\n", run.stderr)
 

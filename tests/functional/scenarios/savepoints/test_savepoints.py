@@ -1,12 +1,13 @@
 """The app's own savepoints, commits and rollbacks, in random sequences, on
 a Session and on a Connection; what each test saw goes to $ORACLE_OUT (one
-JSON line per test), for the functional test to compare with the oracle."""
+JSON line per test), for the functional test to compare with the oracle.
+They run on the app's engine, set up as the oracle's."""
 
 import json
 import os
 import unittest
 
-from models import rows
+from models import engine, rows
 from savepoint_ops import START, play, play_two, sequence, two_sequence
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -31,10 +32,10 @@ class TestAppSavepoints(DatabaseTest, unittest.TestCase):
 def _test(path, seed):
     def test(self):
         if path == "session":
-            with Session(self.engine) as handle:
+            with Session(engine) as handle:
                 seen = play(handle, rows, sequence(seed))
         else:
-            with self.engine.connect() as handle:
+            with engine.connect() as handle:
                 seen = play(handle, rows, sequence(seed))
         self.record(path, seed, seen)
 
@@ -43,7 +44,7 @@ def _test(path, seed):
 
 def _two(path, seed):
     def test(self):
-        with Session(self.engine) as a, Session(self.engine) as b:
+        with Session(engine) as a, Session(engine) as b:
             seen = play_two([a, b], rows, two_sequence(seed, turns=path == "turns"), shared=True)
         self.record(path, seed, seen)
 
