@@ -24,12 +24,13 @@ from sqlalchemy.pool import StaticPool
 from .connect_setup import ConnectSetup
 from .dialects import Backend
 from .errors import ConfigError, ConnectionLostError, DatabaseUnavailableError
+from .interrupts import StatementCanceller
 from .messages import first_line, mask_url, scrub_password
 from .savepoints import SavepointConnection
 
 __unittest = True
 
-__all__ = ["RunConnection", "connect_errors"]
+__all__ = ["RunConnection", "connect_errors", "defer_stop"]
 
 
 class RunPool(StaticPool):
@@ -77,6 +78,13 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+def defer_stop(stop: type[BaseException]) -> bool:
+    """From a signal handler (Ctrl-C, SIGTERM): if a run's connection is in
+    a statement, which the signal is cancelling, raise ``stop`` as that
+    statement returns; False if none is, and the handler should raise now."""
+    return any(connection.dbapi.sqltx_defer_stop(stop) for connection in list(_live))
+
+
 class RunConnection:
     """The Engine of the run (``engine``) and its one DB-API connection (``dbapi``).
 
@@ -99,6 +107,16 @@ class RunConnection:
         self.dbapi: SavepointConnection = dbapi
         self._backend: Backend = backend
         _live.add(self)
+        # Ctrl-C and SIGTERM reach a test blocked in a statement (see interrupts.py).
+        self._canceller: StatementCanceller = StatementCanceller(self._cancel_statement)
+        self._canceller.start()
+
+    def _cancel_statement(self) -> None:
+        if self.dbapi.sqltx_busy:
+            try:
+                self._backend.cancel(self.dbapi)
+            except Exception:  # noqa: BLE001 - the signal's handler still stops the run
+                pass
 
     def detach_in_child(self) -> None:
         """In a forked child: point the child's copy of the socket at
@@ -135,6 +153,7 @@ class RunConnection:
 
     def close(self) -> None:
         """Close the connection for real and dispose of the engine."""
+        self._canceller.stop()
         try:
             self.dbapi.sqltx_disarm()
             self.dbapi.sqltx_real_close()

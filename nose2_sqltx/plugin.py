@@ -36,12 +36,13 @@ from typing import Any
 from nose2.events import Plugin
 
 from .config import Loaded, Settings, load_objects
+from .connection import defer_stop
 from .errors import ConfigError, SqltxError
 from .isolation import IsolatedDatabase
 from .messages import PREFIX
 from .scopes import Scope
 from .server import TemporaryPostgres
-from .signals import Terminated, catch_sigterm, die_by_sigterm, restore_sigterm
+from .signals import StopSignals
 from .testcase import DatabaseTest
 
 __unittest = True
@@ -70,13 +71,16 @@ class SqltxPlugin(Plugin):
         self._plain: dict[int, Scope] = {}
         self._from_main_server = self.settings.from_main_server
         self._summary = ""
+        self._signals = StopSignals(defer=defer_stop)
+        #: for the line a signal's stop prints: the test it stopped, how many finished
+        self._running: Any = None
+        self._finished: set[str] = set()
 
     def startTestRun(self, event: Any) -> None:
         """Start the throwaway server if no dsn is set; connect, open the run's
         transaction, create the schema, run the fixtures. Under nose2's
         multiprocess plugin the workers do the database part, each on its own."""
-        self._terminated = False
-        self._previous_sigterm = catch_sigterm(self._on_sigterm)
+        self._signals.install()
         self._parallel = _multiprocess_active(self.session)
         try:
             # Imports first: a typo should not cost a server start.
@@ -100,12 +104,12 @@ class SqltxPlugin(Plugin):
         except SqltxError as exc:
             self.database = None
             self._stop_server()
-            restore_sigterm(self._previous_sigterm)
+            self._signals.restore()
             _fatal(exc)
         except BaseException:  # Ctrl-C while starting: leave nothing behind
             self.database = None
             self._stop_server()
-            restore_sigterm(self._previous_sigterm)
+            self._signals.restore()
             raise
 
     def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
@@ -163,14 +167,9 @@ class SqltxPlugin(Plugin):
         if server is not None:
             server.stop()
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        # unittest lets only KeyboardInterrupt through its error handling, so
-        # SIGTERM travels as one and stopTestRun rolls back before we exit.
-        self._terminated = True
-        raise Terminated()
-
     def startTest(self, event: Any) -> None:
         """Give tests that are not DatabaseTests a scope too (``current()``)."""
+        self._running = event.test
         if self.database is not None and not isinstance(event.test, DatabaseTest):
             try:
                 self._plain[id(event.test)] = self.database.begin_scope()
@@ -179,6 +178,8 @@ class SqltxPlugin(Plugin):
 
     def stopTest(self, event: Any) -> None:
         """Roll back a plain test's scope; a problem is that test's error."""
+        if self._running is not None and self._running.id() in self._finished:
+            self._running = None
         scope = self._plain.pop(id(event.test), None)
         if scope is not None and self.database is not None:
             try:
@@ -189,6 +190,7 @@ class SqltxPlugin(Plugin):
     def setTestOutcome(self, event: Any) -> None:
         """End a passing plain test's scope now, so a problem replaces the pass;
         explain lock and statement timeouts in a test's error."""
+        self._finished.add(event.test.id())
         if event.outcome == "passed" and self.database is not None:
             scope = self._plain.pop(id(event.test), None)
             if scope is not None:
@@ -202,27 +204,39 @@ class SqltxPlugin(Plugin):
 
     def stopTestRun(self, event: Any) -> None:
         """Roll back everything and close; a problem here fails the run."""
-        restore_sigterm(getattr(self, "_previous_sigterm", None))
+        stopped = self._signals.received
+        self._signals.restore()
         database, self.database = self.database, None
         server = self.server
+        problems: list[Exception] = []
         try:
             if database is not None:
                 database.stop()
         except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
+            problems.append(exc)
             _report_end_of_run(event, exc)
         finally:
             try:
                 self._stop_server()
             except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
+                problems.append(exc)
                 _report_end_of_run(event, exc)
         described = server.describe() if server is not None else None
         if database is not None:
             self._summary = database.summary(described)
         elif self._preflighted is not None:
             self._summary = self._preflighted.summary(described, ran=False)
-        if getattr(self, "_terminated", False):
-            print(f"{PREFIX}: stopped by SIGTERM; the run's transaction was rolled back", file=sys.stderr)
-            die_by_sigterm()
+        if stopped is not None:
+            # One line instead of "OK", a summary and a traceback; then the
+            # process ends as the signal would have ended it.
+            ran = len(self._finished)
+            where = f" in {self._running.id()}" if self._running is not None else ""
+            done = "; ".join(str(p) for p in problems) if problems else (
+                "the run's transaction was rolled back" if database is not None
+                else "each worker rolls back its own" if self._parallel else "no transaction was open")
+            print(f"{PREFIX}: stopped by {stopped.label}{where} after {ran} test{'' if ran == 1 else 's'}; {done}",
+                  file=sys.stderr)
+            self._signals.die(stopped)
 
     def afterSummaryReport(self, event: Any) -> None:
         """Say which database was used and how long the set-up took."""

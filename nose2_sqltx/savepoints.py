@@ -185,6 +185,8 @@ class SavepointConnection:
     _sqltx_settings: dict[str, Any] | None = None
     _sqltx_stack: SavepointStack
     _sqltx_pid: int = 0  # the process the connection was armed in: a forked child must not use it
+    _sqltx_busy: bool = False  # inside a statement of the app's (what a signal cancels)
+    _sqltx_stop: type[BaseException] | None = None  # a stop that came during that statement
     #: one thread at a time talks to the driver (some, like mysqlclient, refuse two)
     _sqltx_lock: threading.RLock
     #: what a real COMMIT would check, run at each app commit
@@ -233,6 +235,20 @@ class SavepointConnection:
     def sqltx_failed(self) -> bool:
         """Whether the transaction is in error (PostgreSQL: only a rollback brings it back)."""
         return self._sqltx_status() == INERROR
+
+    @property
+    def sqltx_busy(self) -> bool:
+        """Whether a statement is running now (read from other threads)."""
+        return self._sqltx_busy
+
+    def sqltx_defer_stop(self, stop: type[BaseException]) -> bool:
+        """From a signal handler: if a statement is running (and being
+        cancelled), raise ``stop`` when it returns, which leaves the driver's
+        connection in order; False if none is running."""
+        if not self._sqltx_busy:
+            return False
+        self._sqltx_stop = stop
+        return True
 
     @property
     def sqltx_ended(self) -> bool:
@@ -418,10 +434,16 @@ def reported(conn: Any, query: Any, run: Callable[[], Any]) -> Any:
         return run()
     with lock:
         conn._sqltx_before(query)
+        conn._sqltx_busy = True
         try:
             return run()
         finally:
+            conn._sqltx_busy = False
             conn._sqltx_after(query)
+            stop = conn._sqltx_stop
+            if stop is not None:  # Ctrl-C or SIGTERM came while the statement ran
+                conn._sqltx_stop = None
+                raise stop()
 
 
 def guarded_setting(real: Any, name: str, autocommit: Callable[[Any], bool] | None = None) -> property:

@@ -220,14 +220,16 @@ def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str
 
 @contextmanager
 def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
-             target: str | None = None) -> Iterator[subprocess.Popen[str]]:
+             target: str | None = None, block: str = "sleep") -> Iterator[subprocess.Popen[str]]:
     """A nose2 run of the ``signals`` scenario, held inside its only test
-    (schema created, transaction open) until the block ends."""
+    (schema created, transaction open) until the block ends: ``block`` says
+    where it waits (``sleep``: in Python; ``query``: in a long statement;
+    ``lock``: for a lock another connection holds)."""
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "ready"
-        env = clean_env(SQLTX_MARKER=str(marker), **(env or {}))
+        env = clean_env(SQLTX_MARKER=str(marker), SQLTX_BLOCK=block, **(env or {}))
         if set_dsn:
-            env["SQLTX_DSN"] = target_dsn(target) if target else dsn()
+            env["SQLTX_DSN"] = target_dsn(target, tmp) if target else dsn()
         proc = subprocess.Popen(
             [sys.executable, "-m", "nose2", "-v"], cwd=SCENARIOS / "signals", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

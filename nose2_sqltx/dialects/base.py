@@ -182,6 +182,10 @@ class Backend:
         per-connection options apply to its statements (None: nothing)."""
         return None
 
+    def cancel(self, dbapi_connection: Any) -> None:
+        """Cancel the statement ``dbapi_connection`` is running, from another
+        thread (a signal's); the default cannot, and the run waits for it."""
+
     def socket_fd(self, dbapi_connection: Any) -> int | None:
         """The file descriptor of the connection's socket, if it has one: a
         forked child must not write to it (a driver closing the connection

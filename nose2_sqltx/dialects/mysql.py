@@ -280,6 +280,12 @@ class MySQL(Backend):
             cparams["cursorclass"] = cursor_cls
             return connection_cls(*cargs, **cparams)
 
+        @event.listens_for(engine, "connect")
+        def _thread_id(dbapi_connection: Any, rec: Any) -> None:
+            # For KILL QUERY from another thread, which mysqlclient does not
+            # let ask the connection while a statement runs.
+            dbapi_connection._sqltx_thread_id = int(dbapi_connection.thread_id())
+
         @event.listens_for(engine, "first_connect")
         def _server(dbapi_connection: Any, rec: Any) -> None:
             # Which server decides the timeout settings and the error texts.
@@ -287,6 +293,15 @@ class MySQL(Backend):
             dbapi_connection._sqltx_server = "MariaDB" if self.mariadb else "MySQL"
 
         remember_isolation_level(engine)
+
+    def cancel(self, dbapi_connection: Any) -> None:
+        # The protocol has no cancel request: KILL QUERY from a connection of its own.
+        engine = unwatched(create_engine(self.url, poolclass=NullPool))
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"KILL QUERY {int(dbapi_connection._sqltx_thread_id)}")
+        finally:
+            engine.dispose()
 
     def check_tables(self, tables: list[Any]) -> None:
         named = sorted(t.fullname for t in tables if t.schema)

@@ -223,6 +223,10 @@ class PostgreSQL(Backend):
                 cparams.setdefault("application_name", APPLICATION_NAME)
                 return connection_cls.connect(*cargs, **cparams)
 
+    def cancel(self, dbapi_connection: Any) -> None:
+        # libpq's cancel request: its own short connection, safe from any thread.
+        dbapi_connection.cancel()
+
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
         # Plain SET inside the run's transaction: reverted with it at the end.
         return [

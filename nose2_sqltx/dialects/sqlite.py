@@ -247,6 +247,9 @@ class SQLite(Backend):
     def begin_sql(self) -> list[str]:
         return ["BEGIN"]
 
+    def cancel(self, dbapi_connection: Any) -> None:
+        dbapi_connection.interrupt()  # sqlite3 allows it from any thread
+
     def commit_check(self, conn: Connection) -> CommitCheck | None:
         if not conn.exec_driver_sql("PRAGMA foreign_keys").scalar():
             return None  # not enforced on this connection, nor on the app's set up the same way
