@@ -24,6 +24,7 @@ __all__ = [
     "ImplicitCommitError",
     "SharedTransactionError",
     "ForkedProcessError",
+    "LockWaitError",
     "LeakError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
@@ -260,6 +261,35 @@ class ForkedProcessError(SqltxError, RuntimeError):
             "the child make an engine of its own with create_engine() (its work is then outside the test "
             "transaction and not rolled back: wrap that engine in nose2_sqltx.unwatched(), or give the test "
             "real commits)"
+        )
+
+
+class LockWaitError(SqltxError):
+    """A connection outside the test transaction waited for one of its locks
+    longer than lock-timeout, and its statement was ended.
+
+    ``statement`` is that connection's statement (shortened), ``database``
+    the run's database (masked), ``lock_timeout_ms`` the limit, ``reason``
+    the driver's one-line error, and ``certain`` whether the run's
+    connection is known to hold the lock (PostgreSQL) or only the likely
+    holder (a lock wait timeout on a connection to the run's server).
+    """
+
+    def __init__(self, statement: str, database: str, lock_timeout_ms: int, reason: str, *,
+                 certain: bool) -> None:
+        self.statement = statement
+        self.database = database
+        self.lock_timeout_ms = lock_timeout_ms
+        self.reason = reason
+        self.certain = certain
+        holder = ("a lock that the test transaction of nose2-sqltx holds" if certain else
+                  "a lock, and the test transaction of nose2-sqltx, which holds its locks until the run ends, is "
+                  "the likely holder")
+        super().__init__(
+            f"{statement!r} waited longer than lock-timeout ({lock_timeout_ms} ms) for {holder} on {database}, "
+            f"and was ended ({reason}). A connection outside the test transaction cannot see the test's "
+            "uncommitted work and waits for its locks. Fix: run this work through the test's engine (name its "
+            "engine under engines in [sqltx]), or give the test real commits"
         )
 
 

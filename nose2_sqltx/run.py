@@ -25,6 +25,7 @@ from .dialects import Backend
 from .errors import ConnectionLostError, DatabaseChangedError, SetupError, TransactionEndedError
 from .handles import Handles
 from .leaks import LeakWatch
+from .lockwait import lock_guard
 from .redirect import Redirection
 from .safety import CatalogAudit
 from .schema import Schema
@@ -68,6 +69,8 @@ class Run:
                                           lock_timeout_ms=lock_timeout_ms, statement_timeout_ms=statement_timeout_ms)
         self.mode: Mode = self.transaction
         self.timings: dict[str, float] = {}
+        #: keeps other connections' waits on the run's locks within lock-timeout
+        self.guard = lock_guard(parts.backend, run_url, connection.masked_url, lock_timeout_ms)
 
     @property
     def lost(self) -> ConnectionLostError | None:
@@ -97,6 +100,8 @@ class Run:
         transaction.connection.dbapi.sqltx_check_commits(parts.backend.commit_check(conn))
         # where reset-sequences puts sequences back to after each top-level scope
         run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)
+        if first and self.guard is not None:
+            self.guard.start(transaction.connection.dbapi)
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
             self.timings["schema"] = schema_done - started
             self.timings["fixtures"] = time.perf_counter() - schema_done
@@ -170,6 +175,8 @@ class Run:
         drop what was committed, compare the catalog (``verify``), close the
         connection. Returns what the catalog comparison found."""
         parts, mode = self.parts, self.mode
+        if self.guard is not None:
+            self.guard.stop()
         with mode.quiet():
             parts.scopes.close_all()
         parts.redirection.restore()

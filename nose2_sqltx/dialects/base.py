@@ -182,6 +182,31 @@ class Backend:
         per-connection options apply to its statements (None: nothing)."""
         return None
 
+    # -- other connections' waits on the run's locks (see nose2_sqltx.lockwait) --
+    def blocked_by_sql(self) -> str | None:
+        """A query (parameters ``run``: the run's backend id, ``ms``) for the
+        backends that have waited at least ``ms`` for a lock the run holds;
+        None where the database cannot tell, and other connections get
+        :meth:`other_session_sql` instead."""
+        return None
+
+    def other_session_sql(self, lock_timeout_ms: int) -> list[str]:
+        """Statements that give another connection to the run's database the lock timeout."""
+        return []
+
+    def shares_locks_with(self, url: URL) -> bool:
+        """Whether connections to ``url`` can wait on the run's locks (the same server)."""
+        return url.get_backend_name() == self.url.get_backend_name() and \
+            (url.host, url.port) == (self.url.host, self.url.port)
+
+    def backend_pid(self, dbapi_connection: Any) -> int | None:
+        """The server's id for ``dbapi_connection``, where it has one."""
+        return None
+
+    def is_cancel(self, exc: BaseException) -> bool:
+        """Whether ``exc`` (or what it wraps) is a statement cancelled by request."""
+        return False
+
     def cancel(self, dbapi_connection: Any) -> None:
         """Cancel the statement ``dbapi_connection`` is running, from another
         thread (a signal's); the default cannot, and the run waits for it."""

@@ -294,6 +294,10 @@ class MySQL(Backend):
 
         remember_isolation_level(engine)
 
+    def other_session_sql(self, lock_timeout_ms: int) -> list[str]:
+        seconds = max(1, -(-lock_timeout_ms // 1000))  # whole seconds, rounded up
+        return [f"SET SESSION innodb_lock_wait_timeout = {seconds}", f"SET SESSION lock_wait_timeout = {seconds}"]
+
     def cancel(self, dbapi_connection: Any) -> None:
         # The protocol has no cancel request: KILL QUERY from a connection of its own.
         engine = unwatched(create_engine(self.url, poolclass=NullPool))
@@ -318,12 +322,8 @@ class MySQL(Backend):
         return ["START TRANSACTION"]
 
     def run_setup_sql(self, *, lock_timeout_ms: int, statement_timeout_ms: int) -> list[str]:
-        statements = []
-        if lock_timeout_ms:
-            seconds = max(1, -(-lock_timeout_ms // 1000))  # whole seconds, rounded up
-            # Row locks (InnoDB) and metadata locks (another run's DDL).
-            statements += [f"SET SESSION innodb_lock_wait_timeout = {seconds}",
-                           f"SET SESSION lock_wait_timeout = {seconds}"]
+        # Row locks (InnoDB) and metadata locks (another run's DDL).
+        statements = self.other_session_sql(lock_timeout_ms) if lock_timeout_ms else []
         if self.mariadb:
             statements.append(f"SET SESSION max_statement_time = {statement_timeout_ms / 1000:.3f}")
         else:  # MySQL's limit applies to SELECT only

@@ -223,6 +223,19 @@ class PostgreSQL(Backend):
                 cparams.setdefault("application_name", APPLICATION_NAME)
                 return connection_cls.connect(*cargs, **cparams)
 
+    def blocked_by_sql(self) -> str | None:
+        # waitstart: when the wait began (PostgreSQL 14+); pg_blocking_pids
+        # only for the waits, which are few.
+        return ("SELECT DISTINCT l.pid FROM pg_locks l WHERE NOT l.granted AND l.pid <> %(run)s "
+                "AND l.waitstart < clock_timestamp() - %(ms)s * interval '1 millisecond' "
+                "AND %(run)s = ANY(pg_blocking_pids(l.pid))")
+
+    def backend_pid(self, dbapi_connection: Any) -> int | None:
+        return int(dbapi_connection.info.backend_pid)
+
+    def is_cancel(self, exc: BaseException) -> bool:
+        return _sqlstate(exc)[0] == _QUERY_CANCELED
+
     def cancel(self, dbapi_connection: Any) -> None:
         # libpq's cancel request: its own short connection, safe from any thread.
         dbapi_connection.cancel()

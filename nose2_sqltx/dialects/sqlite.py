@@ -247,6 +247,14 @@ class SQLite(Backend):
     def begin_sql(self) -> list[str]:
         return ["BEGIN"]
 
+    def other_session_sql(self, lock_timeout_ms: int) -> list[str]:
+        return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
+
+    def shares_locks_with(self, url: URL) -> bool:
+        name = url.database or ""
+        return url.get_backend_name() == "sqlite" and self.path is not None and \
+            name not in ("", ":memory:") and os.path.abspath(name) == self.path
+
     def cancel(self, dbapi_connection: Any) -> None:
         dbapi_connection.interrupt()  # sqlite3 allows it from any thread
 
@@ -267,7 +275,7 @@ class SQLite(Backend):
         # How long to wait for another connection's lock on a file database.
         # statement-timeout has no SQLite counterpart that keeps the
         # transaction: interrupting a write rolls the whole transaction back.
-        return [f"PRAGMA busy_timeout = {int(lock_timeout_ms)}"]
+        return self.other_session_sql(lock_timeout_ms)
 
     def private_namespace_sql(self, name: str) -> list[str]:
         if self.in_memory:

@@ -17,7 +17,7 @@ class TestSignals(FunctionalTest):
     def interrupt(self, sig, target=None, block="sleep"):
         with slow_run(target=target, block=block) as proc:
             if target is None:
-                self.assertEqual(snapshot().sessions, 1, "the run's connection is not open")
+                self.assertEqual(snapshot().sessions, 2, "the run's connection and its lock watchdog are not open")
             time.sleep(0.3)  # into the statement the test blocks in
             sent = time.monotonic()
             proc.send_signal(sig)
