@@ -148,8 +148,12 @@ class RunConnection:
         return ConnectionLostError(self.masked_url, self.lost_reason or first_line(orig))
 
     def _on_error(self, context: Any) -> None:
-        if context.is_disconnect and self.lost_reason is None:
-            self.lost_reason = first_line(context.original_exception)
+        if context.is_disconnect:
+            if self.lost_reason is None:
+                self.lost_reason = first_line(context.original_exception)
+            dbapi = getattr(self, "dbapi", None)  # not yet while connecting
+            if dbapi is not None:
+                dbapi.sqltx_mark_lost()  # SQLAlchemy's clean-up that follows must not talk to it
 
     def close(self) -> None:
         """Close the connection for real and dispose of the engine."""

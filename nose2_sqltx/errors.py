@@ -139,11 +139,14 @@ class ConnectionLostError(SqltxError, ConnectionError):
 
     ``reason`` is the driver's one-line account. Nothing was committed by
     it: a server rolls back the transaction of a connection that drops.
+    ``reported`` is set once a test's result carries it, so that the scopes
+    ended after it (and the run's end) do not report it again.
     """
 
     def __init__(self, url: str, reason: str) -> None:
         self.url = url  # already masked
         self.reason = reason
+        self.reported = False
         super().__init__(
             f"the connection to {url} was lost ({reason}); the server rolled back the run's transaction "
             "when the connection dropped. Check that the server is running and that nothing terminates "
@@ -187,7 +190,9 @@ class TransactionEndedError(SqltxError):
         )
         if refused:
             super().__init__(
-                f"refused to run more SQL: {what} ended the test transaction earlier in this test. {fix}"
+                f"refused to run more SQL: {what} ended the test transaction earlier in this test; when the "
+                "test ends, nose2-sqltx drops what that committed and rebuilds the schema and fixtures for "
+                f"the tests that follow. {fix}"
             )
             return
         damage = "the run's work up to then was committed" if committed else "the run's transaction is gone"

@@ -204,6 +204,8 @@ class IsolatedDatabase:
             audit=CatalogAudit(self.backend, self.masked_url), namespace=schema, namespace_sql=namespace_sql)
         self._run: Run | None = None
         self._lost: ConnectionLostError | None = None
+        #: a test's result carries the refusal that follows a raw COMMIT: its scope's end need not raise it again
+        self._ending_reported = False
 
     # -- what the parts know, for callers --------------------------------------
     @property
@@ -422,6 +424,12 @@ class IsolatedDatabase:
         if scope not in scopes:
             return  # already ended (e.g. by an enclosing scope, or twice)
         run = self._started()
+        if run.lost is not None:
+            # Nothing to roll back: the server did when the connection dropped.
+            scopes.pop_through(scope)
+            if run.lost.reported:
+                return
+            raise run.lost
         mode = run.mode
         self._parts.handles.reset()  # the scope's rollback undoes all its handles' work
         with mode.quiet():
@@ -432,7 +440,9 @@ class IsolatedDatabase:
         elif after is After.REPAIR:
             incident = run.repair(rebuild=True)
             self.incidents.append(incident)
-            raise incident
+            reported, self._ending_reported = self._ending_reported, False
+            if not reported:  # else the test's result has it, as the refusal of a later statement
+                raise incident
         self._sequences.end(scope, run.connection.dbapi.sqltx_execute)
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
@@ -450,9 +460,18 @@ class IsolatedDatabase:
 
     # -- what the runner adapters ask --------------------------------------------
     def annotate(self, exc: BaseException) -> None:
-        """A test failed with ``exc``: add a hint where one helps (timeouts), and
-        note its leaks as reported, so the test's end does not raise them again."""
+        """A test failed with ``exc``: add a hint where one helps (timeouts, a
+        lost connection), and note its leaks and the loss of the connection as
+        reported, so the test's end does not raise them again."""
         self._parts.watch.note_reported(exc)
+        if isinstance(exc, TransactionEndedError) and exc.refused:
+            self._ending_reported = True
+        lost = self._run.transaction.found_lost(exc) if self._run is not None else None
+        if lost is not None and not lost.reported:
+            lost.reported = True
+            if exc is not lost:
+                exc.add_note(f"{PREFIX}: {lost}")
+            return
         note = self.backend.explain(
             exc, lock_timeout_ms=self.lock_timeout_ms, statement_timeout_ms=self.statement_timeout_ms
         )

@@ -37,7 +37,7 @@ from nose2.events import Plugin
 
 from .config import Loaded, Settings, load_objects
 from .connection import defer_stop
-from .errors import ConfigError, SqltxError
+from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase
 from .messages import PREFIX
 from .scopes import Scope
@@ -198,9 +198,16 @@ class SqltxPlugin(Plugin):
                     self.database.end_scope(scope)
                 except Exception:  # noqa: BLE001 - the test's error, whatever it is
                     event.outcome, event.expected, event.exc_info = "error", False, _short_exc_info()
+        if type(event.test).__name__ == "_ErrorHolder":
+            # unittest's stand-in for a class or module set-up or tear-down,
+            # which nose2's report would call "_ErrorHolder": name the class.
+            event.test = ClassLevel(str(event.test))
         exc = event.exc_info[1] if event.exc_info else None
         if exc is not None and self.database is not None:
             self.database.annotate(exc)
+            if self.database.lost is not None:
+                # Every later test would fail the same way: the run ends here.
+                event.result.shouldStop = True
 
     def stopTestRun(self, event: Any) -> None:
         """Roll back everything and close; a problem here fails the run."""
@@ -275,7 +282,27 @@ class EndOfRun(unittest.TestCase):
         return f"{PREFIX} (end of run)"
 
 
+class ClassLevel(unittest.TestCase):
+    """Stands for a class's (or module's) set-up or tear-down in the report,
+    under unittest's own description of it (``setUpClass (test_x.TestX)``)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+
+    def runTest(self) -> None:  # pragma: no cover - never run
+        pass
+
+    def id(self) -> str:
+        return self.description
+
+    def __str__(self) -> str:
+        return self.description
+
+
 def _report_end_of_run(event: Any, exc: Exception) -> None:
+    if isinstance(exc, ConnectionLostError) and exc.reported:
+        return  # a test's error says it; the summary line points there
     if not isinstance(exc, SqltxError):
         exc = SqltxError(f"cleaning up the run failed: {type(exc).__name__}: {exc}")
     event.result.addError(EndOfRun(), _without_traceback(exc))

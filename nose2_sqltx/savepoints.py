@@ -187,6 +187,7 @@ class SavepointConnection:
     _sqltx_pid: int = 0  # the process the connection was armed in: a forked child must not use it
     _sqltx_busy: bool = False  # inside a statement of the app's (what a signal cancels)
     _sqltx_stop: type[BaseException] | None = None  # a stop that came during that statement
+    _sqltx_lost: bool = False  # the owner saw the server drop the connection
     #: one thread at a time talks to the driver (some, like mysqlclient, refuse two)
     _sqltx_lock: threading.RLock
     #: what a real COMMIT would check, run at each app commit
@@ -240,6 +241,10 @@ class SavepointConnection:
     def sqltx_busy(self) -> bool:
         """Whether a statement is running now (read from other threads)."""
         return self._sqltx_busy
+
+    def sqltx_mark_lost(self) -> None:
+        """The server dropped the connection: nothing is sent on it any more."""
+        self._sqltx_lost = True
 
     def sqltx_defer_stop(self, stop: type[BaseException]) -> bool:
         """From a signal handler: if a statement is running (and being
@@ -409,7 +414,8 @@ class SavepointConnection:
             # A forked child's statements were all refused: it has nothing to
             # undo, and the parent's transaction is not its to touch.
             return None
-        if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty or not self._sqltx_alive():
+        if self._sqltx_ended or self._sqltx_quiet or not self._sqltx_dirty or self._sqltx_lost \
+                or not self._sqltx_alive():
             # A lost connection has nothing left to roll back (SQLAlchemy
             # closes it when it sees the disconnect); the owner reports the loss.
             return None

@@ -120,6 +120,13 @@ class RunTransaction:
         error: type[Exception] = self.connection.engine.dialect.loaded_dbapi.Error
         return error
 
+    def found_lost(self, exc: BaseException) -> ConnectionLostError | None:
+        """The loss of the connection, if ``exc`` (a test's error, say) says
+        it was lost; remembered for the rest of the run."""
+        if self.lost is None:
+            self.lost = self.connection.lost(exc)
+        return self.lost
+
     def _raise_if_lost(self, exc: Exception) -> None:
         lost = self.connection.lost(exc)
         if lost is not None:

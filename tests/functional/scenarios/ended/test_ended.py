@@ -58,6 +58,13 @@ class TestEnded(DatabaseTest, unittest.TestCase):
     def test_6_after_foreign_cursor(self):
         pass
 
+    def test_7_commit_then_more_sql(self):
+        self.connection.execute(text("COMMIT"))
+        self.connection.execute(text("SELECT 1"))  # refused: the test's one error
+
+    def test_8_after_the_refusal(self):
+        pass
+
 
 class TestPlainEnded(unittest.TestCase):
     def test_raw_commit_in_plain_test(self):
