@@ -40,8 +40,12 @@ class TestFailures(FunctionalTest):
     def test_failing_and_erroring_tests_leave_nothing_behind(self, target):
         run = self.run_scenario("failures", target=target, expect=1)
         self.assertRegex(run.stderr, r"test_4_clean .* ok")
-        self.assertIn("FAILED (failures=1, errors=3)", run.stderr)
+        self.assertIn("FAILED (failures=1, errors=4)", run.stderr)
         self.assertIn("sqltx_no_such_table", run.stderr)
+        # a class's set-up error is named by the class, not by unittest's stand-in
+        self.assertIn("ERROR: setUpClass (test_failures.TestBrokenClassData)", run.stderr)
+        self.assertIn("RuntimeError: the class data broke on purpose", run.stderr)
+        self.assertNotIn("_ErrorHolder", run.stderr)
 
 
 class TestSoak(FunctionalTest):

@@ -76,7 +76,7 @@ class TestThrowawayRuns(ServerTest):
 
     def test_failing_tests_leave_nothing(self):
         run = self.run_throwaway("failures", expect=1)
-        self.assertIn("FAILED (failures=1, errors=3)", run.stderr)
+        self.assertIn("FAILED (failures=1, errors=4)", run.stderr)
         self.assertIn(SUMMARY, run.stderr)
         self.assertNothingLeft()
 

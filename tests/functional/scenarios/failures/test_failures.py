@@ -35,3 +35,14 @@ class TestFailures(DatabaseTest, unittest.TestCase):
         self.addCleanup(lambda: 1 / 0)
         self.session.add(Item(name="cleanup"))
         self.session.commit()
+
+
+class TestBrokenClassData(DatabaseTest, unittest.TestCase):
+    @classmethod
+    def setUpTestData(cls):
+        cls.session.add(Item(name="half made"))
+        cls.session.flush()
+        raise RuntimeError("the class data broke on purpose")
+
+    def test_never_runs(self):
+        pass
