@@ -36,7 +36,7 @@ from .redirect import redirect_kind
 
 __unittest = True
 
-__all__ = ["Settings", "Loaded", "load_objects", "import_object"]
+__all__ = ["Settings", "Loaded", "check_sections", "load_objects", "import_object"]
 
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
@@ -63,6 +63,20 @@ _DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min)?\s*$")
 #: the longest timeout every backend accepts: PostgreSQL's settings are 32-bit milliseconds
 MAX_TIMEOUT_MS = 2_147_483_647
 _PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def check_sections(sections: Iterable[str], section: str = "sqltx") -> None:
+    """With no ``[sqltx]`` among a config file's ``sections``, refuse one
+    whose name is close to it (``[sqlxt]``, ``[sqltx ]``), which would
+    otherwise be ignored without a word."""
+    names = list(sections)
+    if section in names:
+        return
+    close = difflib.get_close_matches(section, [name.strip().lower() for name in names], n=1, cutoff=0.6)
+    if close:
+        name = next(n for n in names if n.strip().lower() == close[0])
+        raise ConfigError(f"[{name}]", None, f"nose2-sqltx reads no such section, and there is no [{section}]",
+                          f"Did you mean [{section}]? Rename the section")
 
 
 def _parse_duration(key: str, raw: str) -> int:

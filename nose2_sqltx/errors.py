@@ -51,9 +51,9 @@ def _rebuild(cls: type[SqltxError], message: str, state: dict[str, object]) -> S
 
 
 class ConfigError(SqltxError, ValueError):
-    """A setting in ``[sqltx]`` (or its environment variable) is wrong.
+    """A setting in ``[sqltx]`` (or its environment variable, or the section's name) is wrong.
 
-    ``key`` is the setting, ``value`` what was given (DSNs masked), ``problem``
+    ``key`` is the setting (``[name]`` for a section), ``value`` what was given (DSNs masked), ``problem``
     what is wrong and ``fix`` what to do.
     """
 
@@ -63,8 +63,10 @@ class ConfigError(SqltxError, ValueError):
         self.problem = problem
         self.fix = fix
         shown = "" if value is None else f" = {value}"
-        # Environment variables are upper case; keys of [sqltx] are not.
-        where = f"environment variable {key}" if key.isupper() else f"[sqltx] {key}"
+        # Environment variables are upper case; keys of [sqltx] are not; a
+        # section is named in brackets.
+        where = (f"section {key}" if key.startswith("[") else
+                 f"environment variable {key}" if key.isupper() else f"[sqltx] {key}")
         super().__init__(f"{where}{shown}: {problem}. {fix}")
 
 

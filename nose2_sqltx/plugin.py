@@ -35,7 +35,7 @@ from typing import Any
 
 from nose2.events import Plugin
 
-from .config import Loaded, Settings, load_objects
+from .config import Loaded, Settings, check_sections, load_objects
 from .connection import defer_stop
 from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase
@@ -61,6 +61,7 @@ class SqltxPlugin(Plugin):
         parser = self.session.config
         options = parser.items(self.configSection) if parser.has_section(self.configSection) else []
         try:
+            check_sections(parser.sections(), self.configSection)
             self.settings = Settings.from_options(options)
         except ConfigError as exc:
             _fatal(exc)

@@ -51,7 +51,7 @@ class Schema:
         self.alembic = alembic
         self.fixtures = list(fixtures)
         self._created: list[str] = []
-        backend.check_tables([t for m in self.metadata for t in m.sorted_tables])
+        backend.check_tables([t for m in self.metadata for t in m.tables.values()])
 
     @property
     def created(self) -> tuple[str, ...]:
@@ -122,7 +122,7 @@ class Schema:
         names: dict[str | None, set[str]] = {None: default}
         found = []
         for metadata in self.metadata:
-            for table in metadata.sorted_tables:
+            for table in metadata.tables.values():
                 if table.schema not in names:
                     try:
                         names[table.schema] = set(inspect(conn).get_table_names(schema=table.schema))

@@ -37,6 +37,8 @@ class TestBadInput(OneLineErrorTest):
             "fixture_raises": ("fixture broken_fixture failed", "ValueError: the fixture broke on purpose",
                                "(at models.py:"),
             "bad_duration": ("[sqltx] lock-timeout = 10", "Write 10s or 10ms"),
+            "misspelt_section": ("section [sqlxt]: nose2-sqltx reads no such section, and there is no [sqltx]. "
+                                 "Did you mean [sqltx]? Rename the section",),
             "listener_raises": ("models:listener_engine's connect listener _make_listener_engine.<locals>.set_up, "
                                 "run on the run's connection failed: ValueError: the listener broke on purpose",
                                 "leave models:listener_engine out of engines"),

@@ -48,6 +48,16 @@ class TestFailures(FunctionalTest):
         self.assertNotIn("_ErrorHolder", run.stderr)
 
 
+class TestWarnings(FunctionalTest):
+    @each_target("postgresql+psycopg2", "mysql+pymysql", "sqlite")
+    def test_warnings_while_the_schema_is_built_are_printed_once(self, target):
+        # A schema with a foreign key cycle: create_all itself does not warn
+        # about it, so neither does the run; the fixture's warning, once.
+        run = self.run_scenario("cycle", target=target)
+        self.assertNotIn("SAWarning", run.stderr)
+        self.assertEqual(run.stderr.count("UserWarning: the fixture's own warning"), 1, run.stderr)
+
+
 class TestSoak(FunctionalTest):
     def test_many_tests_with_flat_locks(self):
         # Not verbose: a failure message with 20,000 "ok" lines helps nobody.

@@ -2,7 +2,7 @@
 
 import unittest
 
-from nose2_sqltx.config import Settings
+from nose2_sqltx.config import Settings, check_sections
 from nose2_sqltx.errors import ConfigError
 from nose2_sqltx.messages import mask_url
 
@@ -48,6 +48,16 @@ class TestSettings(unittest.TestCase):
             settings(statement_timeout="35792min")
         self.assertEqual(str(caught.exception), "[sqltx] statement-timeout = 35792min: longer than the databases "
                          "accept (about 24 days). Write a shorter duration, or 0 to turn it off")
+
+    def test_a_misspelt_section_is_named(self):
+        for wrong in ("sqlxt", "sqltx ", "SQLTX", "sql-tx"):
+            with self.subTest(wrong=wrong), self.assertRaises(ConfigError) as caught:
+                check_sections(["unittest", wrong])
+            self.assertIn(f"section [{wrong}]", str(caught.exception))
+            self.assertIn("Did you mean [sqltx]?", str(caught.exception))
+        for fine in (["unittest", "sqltx"], ["unittest", "log-capture", "coverage"], [], ["sqltx", "sqlxt"]):
+            with self.subTest(fine=fine):
+                check_sections(fine)
 
     def test_unknown_key_suggests(self):
         with self.assertRaises(ConfigError) as caught:
