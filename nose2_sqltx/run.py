@@ -96,7 +96,13 @@ class Run:
         if parts.backend.transactional_ddl:
             parts.schema.create(conn, committed=False)
         schema_done = time.perf_counter()
-        parts.schema.run_fixtures(conn)
+        try:
+            parts.schema.run_fixtures(
+                conn, ended=lambda: (transaction.last_statement or "a statement") if transaction.ended else None)
+        except SetupError:
+            if transaction.ended:
+                self.repair(rebuild=False)  # drop what the fixture's COMMIT committed
+            raise
         transaction.connection.dbapi.sqltx_check_commits(parts.backend.commit_check(conn))
         # where reset-sequences puts sequences back to after each top-level scope
         run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)

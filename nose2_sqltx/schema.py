@@ -133,15 +133,25 @@ class Schema:
                     found.append(table.fullname)
         return found
 
-    def run_fixtures(self, conn: Connection) -> None:
+    def run_fixtures(self, conn: Connection, ended: Callable[[], str | None] = lambda: None) -> None:
+        """Run the fixtures on ``conn``; ``ended()`` tells the statement that
+        ended the run's transaction, if one did (a fixture's ``COMMIT`` as SQL)."""
         for fixture in self.fixtures:
+            name = getattr(fixture, "__qualname__", repr(fixture))
             try:
                 fixture(conn)
                 conn.commit()
             except Exception as exc:
-                name = getattr(fixture, "__qualname__", repr(fixture))
                 raise SetupError(f"fixture {name}",
                                  f"{type(exc).__name__}: {first_line(exc)}{where_raised(exc)}") from exc
+            statement = ended()
+            if statement is not None:
+                raise SetupError(
+                    f"fixture {name}",
+                    f"it ended the run's transaction with {statement!r} (as SQL), which would commit the schema "
+                    "and the fixtures for good; nose2-sqltx dropped what it committed. Fixtures run inside the "
+                    "run's transaction and their work is kept for every test: leave COMMIT and ROLLBACK out of "
+                    "them (connection.commit() is fine)")
 
     def reflect_created(self, conn: Connection) -> MetaData:
         """The tables this run created that exist now, reflected (one catalog query)."""

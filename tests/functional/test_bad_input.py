@@ -7,7 +7,7 @@ import sys
 
 from sqlalchemy.engine import make_url
 
-from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, run_nose2, slow_run
+from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, each_target, run_nose2, slow_run
 
 SECRET = "s3cret-pw"
 
@@ -47,6 +47,13 @@ class TestBadInput(OneLineErrorTest):
             with self.subTest(cfg=cfg):
                 run = run_nose2("badinput", "-c", f"{cfg}.cfg")
                 self.assertOneLineError(run, *fragments)
+
+    @each_target("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "sqlite")
+    def test_a_fixture_that_commits_is_named_and_nothing_is_left(self, target):
+        run = run_nose2("badinput", "-c", "fixture_commits.cfg", target=target)
+        self.assertOneLineError(run, "fixture committing_fixture failed: it ended the run's transaction with "
+                                "'COMMIT' (as SQL)", "nose2-sqltx dropped what it committed",
+                                "leave COMMIT and ROLLBACK out of them")
 
     def test_dsn_mistakes_never_show_the_password(self):
         cases = {

@@ -26,3 +26,10 @@ def _make_listener_engine():
 
 
 listener_engine = _make_listener_engine()
+
+
+def committing_fixture(connection):
+    from sqlalchemy import text
+
+    connection.execute(insert(Reference), [{"id": 1}])
+    connection.execute(text("COMMIT"))
