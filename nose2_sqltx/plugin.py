@@ -43,7 +43,7 @@ from .messages import PREFIX
 from .scopes import Scope
 from .server import TemporaryPostgres
 from .signals import StopSignals
-from .testcase import DatabaseTest
+from .testcase import DatabaseTest, asks_real_commits
 
 __unittest = True
 
@@ -173,7 +173,7 @@ class SqltxPlugin(Plugin):
         self._running = event.test
         if self.database is not None and not isinstance(event.test, DatabaseTest):
             try:
-                self._plain[id(event.test)] = self.database.begin_scope()
+                self._plain[id(event.test)] = self.database.begin_scope(real_commits=asks_real_commits(event.test))
             except Exception:  # noqa: BLE001 - the test's error, whatever it is
                 event.result.addError(event.test, _short_exc_info())
 

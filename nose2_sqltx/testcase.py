@@ -35,7 +35,7 @@ from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "real_commits"]
+__all__ = ["DatabaseTest", "asks_real_commits", "real_commits"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,6 +44,13 @@ def real_commits(test: F) -> F:
     """Decorator: this test really commits (see ``DatabaseTest.real_commits``)."""
     test._sqltx_real_commits = True  # type: ignore[attr-defined]
     return test
+
+
+def asks_real_commits(test: Any) -> bool:
+    """Whether ``test`` (any TestCase) asks for real commits: ``real_commits
+    = True`` on its class, or ``@real_commits`` on its method."""
+    method = getattr(test, getattr(test, "_testMethodName", ""), None)
+    return getattr(type(test), "real_commits", False) is True or getattr(method, "_sqltx_real_commits", False)
 
 
 class _Handle:

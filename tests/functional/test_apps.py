@@ -130,7 +130,7 @@ class TestAlembic(FunctionalTest):
 class TestRealCommits(FunctionalTest):
     def test_classes_and_tests_with_real_commits(self):
         run = self.run_scenario("realcommits")
-        self.assertRan(run, 7)
+        self.assertRan(run, 10)
         self.assertIn("OK", run.stderr)
 
 

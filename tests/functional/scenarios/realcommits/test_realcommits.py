@@ -2,9 +2,11 @@ import select as selectors
 import unittest
 
 from scenario_models import Item, items, references
-from sqlalchemy import insert, inspect, text
+from sqlalchemy import create_engine, insert, inspect, text
+from sqlalchemy.pool import NullPool
 
-from nose2_sqltx import DatabaseTest, real_commits
+import nose2_sqltx
+from nose2_sqltx import DatabaseTest, real_commits, unwatched
 
 
 class TestRealCommits(DatabaseTest, unittest.TestCase):
@@ -66,3 +68,38 @@ class TestOneTestWithRealCommits(DatabaseTest, unittest.TestCase):
 
     def test_4_and_isolated_again(self):
         self.assertEqual(items(self.connection), ["mixed-class"])
+
+
+class TestPlainWithRealCommits(unittest.TestCase):
+    """Plain TestCases (not DatabaseTests) that ask for real commits get them."""
+
+    real_commits = True
+
+    def test_other_connections_see_committed_work(self):
+        engine = nose2_sqltx.current().engine
+        with engine.begin() as writer:
+            writer.execute(insert(Item).values(name="plain class"))
+        self.assertEqual(other_connection_items(engine), ["plain class"])
+
+
+class TestPlainOneTest(unittest.TestCase):
+    @real_commits
+    def test_this_one_commits(self):
+        engine = nose2_sqltx.current().engine
+        with engine.begin() as writer:
+            writer.execute(insert(Item).values(name="plain test"))
+        self.assertEqual(other_connection_items(engine), ["plain test"])
+
+    def test_this_one_is_isolated(self):
+        with nose2_sqltx.current().engine.connect() as conn:
+            self.assertEqual(items(conn), [])
+
+
+def other_connection_items(engine):
+    """What a connection of its own (not the run's) sees: only committed rows."""
+    other = unwatched(create_engine(engine.url, poolclass=NullPool))
+    try:
+        with other.connect() as reader:
+            return items(reader)
+    finally:
+        other.dispose()
