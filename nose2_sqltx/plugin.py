@@ -27,6 +27,8 @@ This module only translates nose2's hooks into calls on
 
 from __future__ import annotations
 
+import importlib
+import multiprocessing
 import os
 import sys
 import traceback
@@ -58,6 +60,7 @@ class SqltxPlugin(Plugin):
     commandLineSwitch = (None, "sqltx", "Run each test in a rolled-back transaction (nose2-sqltx)")
 
     def __init__(self) -> None:
+        _load_multiprocess(self.session)
         parser = self.session.config
         options = parser.items(self.configSection) if parser.has_section(self.configSection) else []
         try:
@@ -250,6 +253,20 @@ class SqltxPlugin(Plugin):
         """Say which database was used and how long the set-up took."""
         if self._summary:
             event.stream.writeln(self._summary)
+
+
+_MP = "nose2.plugins.mp"
+
+
+def _load_multiprocess(session: Any) -> None:
+    """Load nose2's multiprocess plugin if the config did not, so that
+    ``nose2 -N 2`` runs parallel workers instead of failing on ``-N``."""
+    if multiprocessing.parent_process() is not None:
+        return  # a worker: nose2 gives it the parent's plugins, multiprocess included
+    if any(type(p).__module__ == _MP for p in session.plugins) or \
+            _MP in session.unittest.as_list("exclude-plugins", []):
+        return
+    session.loadPluginsFromModule(importlib.import_module(_MP))
 
 
 def _multiprocess_active(session: Any) -> bool:

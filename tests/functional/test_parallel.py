@@ -25,7 +25,8 @@ class TestParallel(FunctionalTest):
         self.assertIn("parallel workers, each in a schema of its own; all rolled back", parallel.stderr)
 
     def test_on_the_throwaway_server(self):
-        run = run_nose2("parallel", *MP, set_dsn=False, timeout=300)
+        # nose2's multiprocess plugin is not in the config: -N alone loads it
+        run = run_nose2("parallel", "-N", "2", set_dsn=False, timeout=300)
         self.assertEqual(run.returncode, 1, run.stderr[-3000:])
         self.assertEqual(len(outcomes(run)), TESTS)
         self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
