@@ -20,7 +20,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from .dialects import backend_for
+from .dialects import backend_for, with_installed_driver
 from .environment import (
     ALLOW_DATABASE_ENV,
     DEFAULT_LOCK_TIMEOUT_MS,
@@ -124,7 +124,7 @@ def _parse_dsn(raw: str, source: str) -> URL:
             "Write it as dialect+driver://user:password@host:port/database, e.g. "
             "postgresql+psycopg2://app@localhost:5432/app_test",
         ) from exc
-    return url
+    return with_installed_driver(url)
 
 
 @dataclass(frozen=True)

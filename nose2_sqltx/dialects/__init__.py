@@ -19,7 +19,30 @@ from .base import Backend, register, registry
 
 __unittest = True
 
-__all__ = ["Backend", "backend_for", "register"]
+__all__ = ["Backend", "backend_for", "register", "with_installed_driver"]
+
+
+def _importable(url: URL, driver: str) -> bool:
+    try:
+        url.set(drivername=f"{url.get_backend_name()}+{driver}").get_dialect().import_dbapi()
+    except ImportError:
+        return False
+    return True
+
+
+def with_installed_driver(url: URL) -> URL:
+    """``url`` with a driver that is installed, where it names none
+    (``postgresql://``): SQLAlchemy's default for it if that is installed
+    (psycopg 3 on SQLAlchemy 2.1, psycopg2 on 2.0), else another one the
+    backend supports that is. A URL that names its driver is left alone."""
+    backend_cls = registry.get(url.get_backend_name())
+    if "+" in url.drivername or backend_cls is None:
+        return url
+    default = url.get_driver_name()
+    for driver in [default, *sorted(d for d in backend_cls.drivers if d != default)]:
+        if driver in backend_cls.drivers and _importable(url, driver):
+            return url if driver == default else url.set(drivername=f"{url.get_backend_name()}+{driver}")
+    return url
 
 
 def backend_for(url: URL, key: str = "dsn", **options: Any) -> Backend:

@@ -68,6 +68,13 @@ class Backend:
                 "Use one of: " + ", ".join(f"{self.name}+{d}" for d in sorted(self.drivers)),
             )
         self.driver = driver
+        try:
+            url.get_dialect().import_dbapi()
+        except ImportError as exc:
+            raise ConfigError(
+                key, mask_url(url), f"the driver {driver!r} is not installed ({exc})",
+                f"pip install {self.drivers[driver]}, or name another driver in the URL",
+            ) from None
 
     def prepare(self) -> URL:
         """Before the run connects: the URL the run's engine should use.

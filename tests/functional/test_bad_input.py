@@ -85,7 +85,19 @@ class TestBadInput(OneLineErrorTest):
         hide = str(SCENARIOS / "badinput" / "no_psycopg")
         run = run_nose2("badinput", "-c", "ok.cfg", driver="psycopg",
                         env={"PYTHONPATH": f"{hide}{os.pathsep}{PYTHONPATH}"})
-        self.assertOneLineError(run, "the driver 'psycopg' is not installed", "pip install 'psycopg[binary]'")
+        self.assertOneLineError(run, "environment variable SQLTX_DSN = postgresql+psycopg://",
+                                "the driver 'psycopg' is not installed", "pip install 'psycopg[binary]'")
+
+    def test_a_url_without_a_driver_takes_an_installed_one(self):
+        # SQLAlchemy 2.1 reads postgresql:// as psycopg 3, which a plain
+        # install of nose2-sqltx does not bring: psycopg2 is taken instead.
+        hide = str(SCENARIOS / "badinput" / "no_psycopg")
+        url = make_url(dsn()).set(drivername="postgresql").render_as_string(False)
+        run = run_nose2("badinput", "-c", "ok.cfg",
+                        env={"SQLTX_DSN": url, "PYTHONPATH": f"{hide}{os.pathsep}{PYTHONPATH}"})
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertRegex(run.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ at postgresql(\+psycopg2)?://")
+        self.assertDatabaseUnchanged()
 
 
 class TestConcurrentRuns(OneLineErrorTest):
