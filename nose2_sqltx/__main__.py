@@ -1,24 +1,61 @@
-"""``python -m nose2_sqltx stop-server``: stop throwaway servers kept by ``keep-server``."""
+"""``python -m nose2_sqltx``: its commands, and ``--help`` for every setting."""
 
 from __future__ import annotations
 
 import sys
 
+from .config import ENVIRONMENT, KEY_HELP, PUBLIC_KEYS
+from .environment import CACHE_DIR_ENV
 from .postmaster import stop_kept_servers
 
-USAGE = "usage: python -m nose2_sqltx stop-server   (stops the servers that keep-server left running)"
+USAGE = "usage: python -m nose2_sqltx [--help | stop-server]"
+
+
+def help_text() -> str:
+    """What ``--help`` prints: the commands, the ``[sqltx]`` keys and the environment variables."""
+    width = max(len(key) for key in PUBLIC_KEYS) + 2
+    keys = "\n".join(f"  {key:<{width}}{KEY_HELP[key]}" for key in PUBLIC_KEYS)
+    env_width = max(len(name) for name in [*ENVIRONMENT.values(), CACHE_DIR_ENV]) + 2
+    environment = "\n".join(f"  {name:<{env_width}}wins over {key}" for key, name in ENVIRONMENT.items())
+    environment += f"\n  {CACHE_DIR_ENV:<{env_width}}where initialized data directories are cached"
+    return f"""{USAGE}
+
+nose2-sqltx: a nose2 plugin that runs every test on your real database, in a
+transaction that is rolled back. Turn it on with "plugins = nose2_sqltx" under
+[unittest] in unittest.cfg (or nose2.cfg), and configure it under [sqltx].
+
+commands:
+  --help         this text
+  stop-server    stop the throwaway servers that keep-server left running
+
+[sqltx] keys:
+{keys}
+
+environment variables:
+{environment}
+
+nose2 options:
+  --sqltx        switch the plugin on where always-on = false
+  --sqltx-dsn    the database URL for this run (wins over SQLTX_DSN and dsn)
+  -N 2           two parallel workers, each with its own transaction
+
+The README has the whole story of every setting."""
 
 
 def main(argv: list[str]) -> int:
-    if argv != ["stop-server"]:
-        print(USAGE, file=sys.stderr)
-        return 2
-    stopped = stop_kept_servers()
-    for line in stopped:
-        print(f"stopped {line}")
-    if not stopped:
-        print("no kept server was running")
-    return 0
+    if argv in (["--help"], ["-h"], ["help"]):
+        print(help_text())
+        return 0
+    if argv == ["stop-server"]:
+        stopped = stop_kept_servers()
+        for line in stopped:
+            print(f"stopped {line}")
+        if not stopped:
+            print("no kept server was running")
+        return 0
+    given = " ".join(argv) if argv else "nothing"
+    print(f"nose2-sqltx: error: unknown command: {given}. {USAGE}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

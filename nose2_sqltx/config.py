@@ -13,7 +13,7 @@ import importlib
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
 from sqlalchemy import MetaData
@@ -36,7 +36,7 @@ from .redirect import redirect_kind
 
 __unittest = True
 
-__all__ = ["Settings", "Loaded", "check_sections", "load_objects", "import_object"]
+__all__ = ["KEY_HELP", "Settings", "Loaded", "check_sections", "load_objects", "import_object"]
 
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
@@ -47,6 +47,26 @@ KEYS = (
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
 PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
+#: one line per key, for ``python -m nose2_sqltx --help`` (the README's table has the whole story)
+KEY_HELP = {
+    "dsn": "database URL (postgresql+psycopg2://, postgresql+psycopg://, mysql+pymysql://, mysql+mysqldb://, "
+           "sqlite://); none: a throwaway PostgreSQL server",
+    "metadata": "module:attribute paths of MetaData objects or declarative Bases: the schema",
+    "fixtures": "module:callable paths, each called once with the run's Connection",
+    "lock-timeout": "how long a statement waits for a lock (500ms, 10s, 2min; 0: no limit); default 10s",
+    "statement-timeout": "how long a statement may run (same format); default 60s",
+    "engines": "module:attribute paths of the app's Engines, redirected into the test transaction",
+    "sessions": "paths of the app's sessionmaker, scoped_session or Flask-SQLAlchemy db, redirected too",
+    "alembic": "path of an alembic.ini: the schema from alembic upgrade head, instead of metadata",
+    "allow-database": "database names the production guard lets through",
+    "pg-bindir": "throwaway server: the directory with initdb and postgres",
+    "keep-server": "throwaway server: leave it running for the next run (true/false)",
+    "server-tcp": "throwaway server: also listen on 127.0.0.1 (true/false)",
+    "server-dir": "throwaway server: where its directory is made",
+    "create-database": "MySQL/MariaDB: a database of the run's own (true, the default) or the DSN's (false)",
+    "reset-sequences": "every test starts from the same sequence values (true/false)",
+    "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
+}
 #: Keys an environment variable can set; the environment wins over the file.
 ENVIRONMENT = {
     "dsn": DSN_ENV,
@@ -166,6 +186,13 @@ class Settings:
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
     from_main_server: bool = False
+
+    def with_dsn(self, raw: str, source: str) -> Settings:
+        """These settings with the database URL ``raw``, given by ``source``
+        (a command-line option), validated as ``dsn`` is."""
+        url = _parse_dsn(raw, source)
+        backend_for(url, source, create_database=self.create_database)
+        return replace(self, url=url)
 
     @classmethod
     def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None) -> Settings:

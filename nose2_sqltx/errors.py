@@ -66,6 +66,7 @@ class ConfigError(SqltxError, ValueError):
         # Environment variables are upper case; keys of [sqltx] are not; a
         # section is named in brackets.
         where = (f"section {key}" if key.startswith("[") else
+                 f"command-line option {key}" if key.startswith("--") else
                  f"environment variable {key}" if key.isupper() else f"[sqltx] {key}")
         super().__init__(f"{where}{shown}: {problem}. {fix}")
 

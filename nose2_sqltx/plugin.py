@@ -39,6 +39,7 @@ from nose2.events import Plugin
 
 from .config import Loaded, Settings, check_sections, load_objects
 from .connection import defer_stop
+from .environment import DSN_ENV
 from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase
 from .messages import PREFIX
@@ -68,6 +69,9 @@ class SqltxPlugin(Plugin):
             self.settings = Settings.from_options(options)
         except ConfigError as exc:
             _fatal(exc)
+        self.addArgument(self._dsn_option, None, "sqltx-dsn",
+                         "nose2-sqltx: the database URL for this run (wins over SQLTX_DSN and [sqltx] dsn); "
+                         "python -m nose2_sqltx --help lists every setting")
         self.database: IsolatedDatabase | None = None
         self.server: TemporaryPostgres | None = None
         self._parallel = False
@@ -79,6 +83,13 @@ class SqltxPlugin(Plugin):
         #: for the line a signal's stop prints: the test it stopped, how many finished
         self._running: Any = None
         self._finished: set[str] = set()
+
+    def _dsn_option(self, values: list[str]) -> None:
+        try:
+            self.settings = self.settings.with_dsn(values[0], "--sqltx-dsn")
+        except ConfigError as exc:
+            _fatal(exc)
+        os.environ[DSN_ENV] = values[0]  # where the workers of nose2 -N read it
 
     def startTestRun(self, event: Any) -> None:
         """Start the throwaway server if no dsn is set; connect, open the run's

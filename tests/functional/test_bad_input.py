@@ -7,7 +7,8 @@ import sys
 
 from sqlalchemy.engine import make_url
 
-from tests.support import PYTHONPATH, SCENARIOS, FunctionalTest, dsn, each_target, run_nose2, slow_run
+from nose2_sqltx.config import ENVIRONMENT, PUBLIC_KEYS
+from tests.support import PYTHONPATH, ROOT, SCENARIOS, FunctionalTest, dsn, each_target, run_nose2, slow_run
 
 SECRET = "s3cret-pw"
 
@@ -151,3 +152,38 @@ class TestNotActive(FunctionalTest):
         self.assertNotIn("p@ssw0rd", run.output)
         self.assertNotIn("p%40ssw0rd", run.output)
         self.assertDatabaseUnchanged()
+
+
+class TestHelpAndOptions(OneLineErrorTest):
+    def test_help_lists_commands_keys_and_environment_variables(self):
+        run = subprocess.run([sys.executable, "-m", "nose2_sqltx", "--help"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
+        self.assertEqual(run.returncode, 0, run.stderr)
+        for word in (*PUBLIC_KEYS, *ENVIRONMENT.values(), "stop-server", "--sqltx-dsn"):
+            self.assertIn(f"  {word}", run.stdout)
+        # the README's table of keys has a row for each of them
+        readme = (ROOT / "README.md").read_text()
+        for key in PUBLIC_KEYS:
+            self.assertIn(f"| `{key}` |", readme)
+
+    def test_an_unknown_command_is_one_line(self):
+        run = subprocess.run([sys.executable, "-m", "nose2_sqltx", "strat-server"], capture_output=True, text=True,
+                             env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
+        self.assertEqual(run.returncode, 2)
+        self.assertEqual(run.stdout, "")
+        self.assertEqual(run.stderr.strip().splitlines(),
+                         ["nose2-sqltx: error: unknown command: strat-server. usage: python -m nose2_sqltx "
+                          "[--help | stop-server]"])
+
+    def test_nose2_help_shows_the_plugins_option(self):
+        run = run_nose2("plain", "-h")
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertIn("--sqltx-dsn", run.stdout + run.stderr)
+
+    def test_sqltx_dsn_wins_for_one_run(self):
+        # SQLTX_DSN points nowhere; the option gives the database for this run
+        run = run_nose2("plain", "--sqltx-dsn", dsn(), env={"SQLTX_DSN": "postgresql://postgres@127.0.0.1:1/test"})
+        self.assertEqual(run.returncode, 0, run.output)
+        self.assertDatabaseUnchanged()
+        bad = run_nose2("plain", "--sqltx-dsn", f"postgresql://u:{SECRET}@:::x")
+        self.assertOneLineError(bad, "command-line option --sqltx-dsn = postgresql://u:***@:::x: not a database URL")
