@@ -1,11 +1,16 @@
 #!/usr/bin/env python3
-"""The 20,000-test soak, and its control, on a throwaway server.
+"""The 20,000-test soak and the long run, each with its control, on a throwaway server.
 
 1. tests/functional/scenarios/soak through nose2: --tests DatabaseTests, each
    writing and committing; the locks held by the test connection are sampled
    every 500 tests.
 2. The control: SQLAlchemy's plain begin_nested() + write + rollback() per
    "test", on default server settings, until the server gives up.
+3. The long run: tests/functional/scenarios/longrun through nose2, --tests
+   DatabaseTests that each write 100 rows and count them; the median time
+   per test over the first and the last 1,000.
+4. Its control: the same statements in one transaction, a savepoint per
+   "test", nothing built afresh.
 
     python bench/soak.py --tests 20000
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -66,7 +72,43 @@ def main() -> int:
             conn.rollback()
         engine.dispose()
         print(f"control (begin_nested + rollback, default settings): after {count} tests {outcome}")
+        long_run(pg, env, args.tests)
     return 0
+
+
+def long_run(pg: TemporaryPostgres, env: dict[str, str], tests: int) -> None:
+    scenario = ROOT / "tests" / "functional" / "scenarios" / "longrun"
+    proc = subprocess.run([sys.executable, "-m", "nose2"], cwd=scenario, env={**env, "LONGRUN_TESTS": str(tests)},
+                          capture_output=True, text=True, timeout=3600)
+    found = re.search(r"median ms per test, first (\d+): ([\d.]+), last \d+: ([\d.]+), ratio ([\d.]+)", proc.stdout)
+    rebuilt = re.search(r"built afresh (\d+) time", proc.stderr)
+    if found is None:
+        print(f"long run failed:\n{proc.stderr[-2000:]}")
+        return
+    window, first, last, ratio = found.groups()
+    print(f"long run: {tests} tests that each write 100 rows and count them; median ms per test, first {window}: "
+          f"{first}, last {window}: {last} (x{ratio}); built afresh {rebuilt.group(1) if rebuilt else 0} times")
+    # The control: the same work in one transaction, a savepoint per test.
+    engine = create_engine(pg.url)
+    rows = [{"name": f"row {n}"} for n in range(100)]
+    gaps: list[float] = []
+    with engine.connect() as conn:
+        conn.execute(text("CREATE TABLE sqltx_item (id serial PRIMARY KEY, name varchar(50))"))
+        insert = text("INSERT INTO sqltx_item (name) VALUES (:name)")
+        count = text("SELECT count(*) FROM sqltx_item")
+        conn.exec_driver_sql("SAVEPOINT test")  # one savepoint, rolled back to and kept, as the plugin does
+        for _ in range(tests):
+            started = time.perf_counter()
+            conn.execute(insert, rows)
+            conn.execute(count).scalar_one()
+            conn.exec_driver_sql("ROLLBACK TO SAVEPOINT test")
+            gaps.append(time.perf_counter() - started)
+        conn.rollback()
+    engine.dispose()
+    n = min(1000, tests // 4)
+    first_c, last_c = statistics.median(gaps[:n]) * 1000, statistics.median(gaps[-n:]) * 1000
+    print(f"control (one transaction, a savepoint per test, nothing built afresh): median ms per test, first {n}: "
+          f"{first_c:.3f}, last {n}: {last_c:.3f} (x{last_c / first_c:.2f})")
 
 
 if __name__ == "__main__":

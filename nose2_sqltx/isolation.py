@@ -206,6 +206,8 @@ class IsolatedDatabase:
         self._lost: ConnectionLostError | None = None
         #: a test's result carries the refusal that follows a raw COMMIT: its scope's end need not raise it again
         self._ending_reported = False
+        #: how many times the run was built afresh because rolled-back rows had grown its tables
+        self.refreshes = 0
 
     # -- what the parts know, for callers --------------------------------------
     @property
@@ -409,6 +411,7 @@ class IsolatedDatabase:
                 except (TransactionEndedError, LeakError):
                     pass  # the setup's own error is the one to report
                 raise
+        scope.after_setup = len(scope.queries)
         return scope
 
     def end_scope(self, scope: Scope) -> None:
@@ -447,6 +450,8 @@ class IsolatedDatabase:
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
             raise leak
+        if run.refresh_if_grown():
+            self.refreshes += 1
 
     @contextmanager
     def scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
@@ -499,6 +504,9 @@ class IsolatedDatabase:
                             "see the errors above")
             else:
                 details += self.backend.cleanup_note
+            if self.refreshes:
+                details += (f"; built afresh {self.refreshes} time(s) between tests, as rolled-back rows "
+                            "had grown its tables")
             if self.changed is not None:
                 details += "; the database was changed outside the run, see the error above"
             if self.redirection.set_aside:

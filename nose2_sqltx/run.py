@@ -27,6 +27,7 @@ from .handles import Handles
 from .leaks import LeakWatch
 from .lockwait import lock_guard
 from .redirect import Redirection
+from .refresh import Refresh
 from .safety import CatalogAudit
 from .schema import Schema
 from .scopes import Mode, Scope, ScopeOwner, ScopeStack
@@ -71,6 +72,8 @@ class Run:
         self.timings: dict[str, float] = {}
         #: keeps other connections' waits on the run's locks within lock-timeout
         self.guard = lock_guard(parts.backend, run_url, connection.masked_url, lock_timeout_ms)
+        #: builds the run afresh when rolled-back rows have grown its tables (PostgreSQL)
+        self.refresher: Refresh | None = None
 
     @property
     def lost(self) -> ConnectionLostError | None:
@@ -108,6 +111,9 @@ class Run:
         run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)
         if first and self.guard is not None:
             self.guard.start(transaction.connection.dbapi)
+        if first and parts.backend.tables_size(transaction.connection.dbapi, parts.schema.created) is not None:
+            self.refresher = Refresh(self._tables_size)
+            self.refresher.built()
         if first:  # the summary reports the run's own build, not the rebuilds after a raw COMMIT
             self.timings["schema"] = schema_done - started
             self.timings["fixtures"] = time.perf_counter() - schema_done
@@ -145,6 +151,36 @@ class Run:
         parts.redirection.point(self.transaction.engine)
         self.open()
         parts.scopes.replay(inner, self.transaction)
+
+    # -- long runs -------------------------------------------------------------
+    def _tables_size(self) -> int:
+        dbapi = self.connection.dbapi
+        with dbapi.sqltx_lock():
+            return self.parts.backend.tables_size(dbapi, self.parts.schema.created) or 0
+
+    def refresh_if_grown(self) -> bool:
+        """Between tests: build the run afresh if rolled-back rows have
+        grown its tables past the limit (see :mod:`nose2_sqltx.refresh`),
+        where every open scope's data comes back from its setup."""
+        refresher = self.refresher
+        if refresher is None or self.mode is not self.transaction or self.lost is not None \
+                or self.transaction.ended or not all(scope.replayable for scope in self.parts.scopes.inner):
+            return False
+        if not refresher.due():
+            return False
+        self.refresh()
+        return True
+
+    def refresh(self) -> None:
+        """Roll back for real, which frees what rolled-back rows left in the
+        tables, and build the schema, the fixtures and the open scopes' setup again."""
+        parts, transaction = self.parts, self.transaction
+        transaction.abandon()
+        inner = parts.scopes.close_all()
+        self.open()
+        parts.scopes.replay(inner, transaction)
+        if self.refresher is not None:
+            self.refresher.built()
 
     # -- repair ----------------------------------------------------------------
     def repair(self, *, rebuild: bool) -> TransactionEndedError:

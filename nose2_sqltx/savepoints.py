@@ -282,6 +282,10 @@ class SavepointConnection:
         self._sqltx_autocommit = False
         self._sqltx_settings = {}
 
+    def sqltx_lock(self) -> threading.RLock:
+        """The lock under which one thread at a time talks to the driver."""
+        return self._sqltx_lock
+
     def sqltx_send(self, step: Step) -> None:
         """Run the statements of ``step`` for the owner, in one round trip where the driver allows."""
         self._sqltx_send(step)

@@ -90,6 +90,8 @@ class Scope:
         #: the SQL that went through the scope's handles and the app's
         #: redirected engines while this was the innermost scope, in order
         self.queries: list[str] = []
+        #: how many of :attr:`queries` the scope's setup sent
+        self.after_setup = 0
         #: where the leak watch stood when the scope opened
         self.leak_mark = 0
         #: reset-sequences: the values this scope's children start from (taken
@@ -99,6 +101,13 @@ class Scope:
         self.restore_sequences: dict[str, int | None] | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
+
+    @property
+    def replayable(self) -> bool:
+        """Whether running the setup again makes the scope's data again: no
+        statement went through it but its setup's (setUpClass's own writes
+        after ``super()``, say, would be lost)."""
+        return len(self.queries) == self.after_setup
 
     @property
     def connection(self) -> Connection:
@@ -218,3 +227,4 @@ class ScopeStack:
             self.push(scope)
             if scope.setup is not None:
                 scope.setup()
+            scope.after_setup = len(scope.queries)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from sqlalchemy import Connection, Engine, inspect
@@ -213,6 +213,12 @@ class Backend:
     def is_cancel(self, exc: BaseException) -> bool:
         """Whether ``exc`` (or what it wraps) is a statement cancelled by request."""
         return False
+
+    def tables_size(self, dbapi_connection: Any, names: Sequence[str]) -> int | None:
+        """Bytes the run's tables ``names`` take with their indexes, where
+        rolled-back rows stay in them and slow long runs down; None where
+        they do not (see :mod:`nose2_sqltx.refresh`)."""
+        return None
 
     def cancel(self, dbapi_connection: Any) -> None:
         """Cancel the statement ``dbapi_connection`` is running, from another

@@ -38,6 +38,8 @@ class TestBadInput(OneLineErrorTest):
             "fixture_raises": ("fixture broken_fixture failed", "ValueError: the fixture broke on purpose",
                                "(at models.py:"),
             "bad_duration": ("[sqltx] lock-timeout = 10", "Write 10s or 10ms"),
+            "huge_timeout": ("[sqltx] lock-timeout = 100000min: longer than the databases accept (about 24 days)",
+                             "Write a shorter duration, or 0 to turn it off"),
             "misspelt_section": ("section [sqlxt]: nose2-sqltx reads no such section, and there is no [sqltx]. "
                                  "Did you mean [sqltx]? Rename the section",),
             "listener_raises": ("models:listener_engine's connect listener _make_listener_engine.<locals>.set_up, "

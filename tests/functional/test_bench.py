@@ -40,4 +40,8 @@ class TestBenchmarksRun(unittest.TestCase):
         self.assertRegex(out, r"plugin: 1500 tests \+ 1 check in [\d.]+s through nose2, OK")
         self.assertRegex(out, r"control \(begin_nested \+ rollback, default settings\): "
                               r"after \d+ tests failed: out of shared memory")
+        self.assertRegex(out, r"long run: 1500 tests that each write 100 rows and count them; median ms per test, "
+                              r"first 375: [\d.]+, last 375: [\d.]+ \(x[\d.]+\); built afresh \d+ times")
+        self.assertRegex(out, r"control \(one transaction, a savepoint per test, nothing built afresh\): median ms "
+                              r"per test, first 375: [\d.]+, last 375: [\d.]+ \(x[\d.]+\)")
         self.assertIn("usage", bench("bench/isolation.py", "--help"))
