@@ -42,6 +42,6 @@ class TestBenchmarksRun(unittest.TestCase):
                               r"after \d+ tests failed: out of shared memory")
         self.assertRegex(out, r"long run: 1500 tests that each write 100 rows and count them; median ms per test, "
                               r"first 375: [\d.]+, last 375: [\d.]+ \(x[\d.]+\); built afresh \d+ times")
-        self.assertRegex(out, r"control \(one transaction, a savepoint per test, nothing built afresh\): median ms "
-                              r"per test, first 375: [\d.]+, last 375: [\d.]+ \(x[\d.]+\)")
+        self.assertRegex(out, r"control \(1500 tests in one transaction, a savepoint per test, nothing built "
+                              r"afresh\): median ms per test, first 375: [\d.]+, last 375: [\d.]+ \(x[\d.]+\)")
         self.assertIn("usage", bench("bench/isolation.py", "--help"))

@@ -47,12 +47,19 @@ class TestReadme(FunctionalTest):
 
     def test_quickstart_on_your_server(self):
         readme = (ROOT / "README.md").read_text()
-        self.assertIn("\nSQLTX_DSN=postgresql://postgres@127.0.0.1:5432/test nose2 -v\n", readme)
-        proc = self.run_in("quickstart", sys.executable, "-m", "nose2", "-v")
-        self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertIn("Ran 2 tests", proc.stderr)
-        self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ at postgresql\+psycopg2://")
-        self.assertDatabaseUnchanged()
+        command = re.search(r"\nSQLTX_DSN=(\S+) nose2 -v\n", readme)
+        self.assertIsNotNone(command, "the README's command for your own server")
+        # Literally, as a new user would: a URL without a driver, also where
+        # only psycopg2 is installed (what pip install nose2-sqltx brings).
+        hide_psycopg = str(ROOT / "tests" / "functional" / "scenarios" / "badinput" / "no_psycopg")
+        for pythonpath in (str(ROOT), f"{hide_psycopg}:{ROOT}"):
+            with self.subTest(pythonpath=pythonpath):
+                self.env.update(SQLTX_DSN=command.group(1), PYTHONPATH=pythonpath)
+                proc = self.run_in("quickstart", sys.executable, "-m", "nose2", "-v")
+                self.assertEqual(proc.returncode, 0, proc.stderr)
+                self.assertIn("Ran 2 tests", proc.stderr)
+                self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ at postgresql(\+psycopg2)?://")
+                self.assertDatabaseUnchanged()
 
     def test_quickstart_on_the_throwaway_server(self):
         self.assertIn("\n```sh\nnose2 -v\n```\n", (ROOT / "README.md").read_text())
