@@ -20,6 +20,7 @@ import contextlib
 import os
 import signal
 import threading
+import weakref
 from collections.abc import Callable
 
 __unittest = True
@@ -28,6 +29,20 @@ __all__ = ["StatementCanceller"]
 
 #: the signals that stop a run
 _STOPPING = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+#: the cancellers listening in this process
+_listening: weakref.WeakSet[StatementCanceller] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child's signals must not reach the parent's thread through
+    # the inherited pipe (it would cancel the parent's statement).
+    for canceller in list(_listening):
+        canceller.forget_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class StatementCanceller:
@@ -55,14 +70,29 @@ class StatementCanceller:
             os.close(write)
             return False
         self._pipe = (read, write)
+        _listening.add(self)
         self._stopping = False
         self._thread = threading.Thread(target=self._listen, name="nose2-sqltx canceller", daemon=True)
         self._thread.start()
         return True
 
+    def forget_in_child(self) -> None:
+        """In a forked child: the wakeup descriptor back to what it was, the
+        inherited pipe closed (the listening thread is the parent's)."""
+        pipe, self._pipe = self._pipe, None
+        self._thread = None
+        if pipe is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            signal.set_wakeup_fd(self._previous)
+        for fd in pipe:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def stop(self) -> None:
         """Stop listening and give the wakeup descriptor back."""
         pipe, self._pipe = self._pipe, None
+        _listening.discard(self)
         if pipe is None:
             return
         read, write = pipe

@@ -62,8 +62,10 @@ class LockGuard:
     certain = False
 
     def _on_error(self, context: Any) -> None:
-        connection = context.connection
-        dbapi = connection.connection.dbapi_connection if connection is not None and not connection.closed else None
+        try:
+            dbapi = context.connection.connection.dbapi_connection
+        except Exception:  # noqa: BLE001 - no connection left to judge (closed, invalidated)
+            return
         if dbapi is None or dbapi is self._run_dbapi or not self.backend.shares_locks_with(context.engine.url):
             return
         if self._ended_wait(dbapi, context.original_exception):

@@ -205,7 +205,7 @@ class TestForkedChildren(FunctionalTest):
     @each_target()
     def test_a_child_is_refused_and_never_touches_the_parents_transaction(self, target):
         run = self.run_scenario("forked", target=target)
-        self.assertRan(run, 2)
+        self.assertRan(run, 3)
         self.assertIn("\nOK\n", run.stderr)
         self.assertNotIn("Traceback", run.stderr)  # the child's clean-up is quiet too
 

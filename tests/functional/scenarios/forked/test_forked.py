@@ -4,6 +4,8 @@ transaction."""
 
 import multiprocessing
 import os
+import signal
+import time
 import unittest
 
 from scenario_models import Item
@@ -70,3 +72,30 @@ class TestForked(DatabaseTest, unittest.TestCase):
         child.join(30)
         self.assertIn("ForkedProcessError", outcome)
         self.assertParentIntact()
+
+    def test_a_signal_to_the_child_does_not_cancel_the_parents_statement(self):
+        # The child inherits the signal plumbing that cancels the run's
+        # statement on Ctrl-C and SIGTERM: its own signals must stay its own.
+        pid = os.fork()
+        if pid == 0:
+            try:
+                time.sleep(0.3)  # the parent is in its statement now
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+            finally:
+                os._exit(0)  # whatever the signal raised here, the child ends here
+        try:
+            took = self.connection.exec_driver_sql(ONE_SECOND[self.engine.dialect.name]).scalar()
+        finally:
+            os.waitpid(pid, 0)
+        self.assertIsNotNone(took)
+        self.assertParentIntact()
+
+
+#: per database: a statement that runs for about a second
+ONE_SECOND = {
+    "postgresql": "SELECT pg_sleep(1) IS NULL",
+    "mysql": "SELECT SLEEP(1)",
+    "sqlite": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000) "
+              "SELECT count(*) FROM c",
+}
