@@ -282,7 +282,7 @@ def _load_multiprocess(session: Any) -> None:
 
 def _multiprocess_active(session: Any) -> bool:
     """Whether nose2's multiprocess plugin will run the tests in workers."""
-    return any(type(p).__module__ == "nose2.plugins.mp" and type(p).__name__ == "MultiProcess"
+    return any(type(p).__module__ == _MP and type(p).__name__ == "MultiProcess"
                for p in session.hooks.startTestRun.plugins)
 
 
