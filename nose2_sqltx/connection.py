@@ -3,8 +3,8 @@
 :class:`RunConnection` makes a SQLAlchemy Engine whose every checkout is the
 same :class:`~nose2_sqltx.savepoints.SavepointConnection`, so Sessions,
 Connections and the app's redirected engines all share the run's
-transaction. :func:`connect_errors` turns a missing driver or a refused
-connection into one of our errors, with no password in it. The connection
+transaction. :func:`connect_errors` turns a refused connection into one
+of our errors, with no password in it. The connection
 is made as the app's engines make theirs (:mod:`nose2_sqltx.connect_setup`).
 """
 
@@ -23,7 +23,7 @@ from sqlalchemy.pool import StaticPool
 
 from .connect_setup import ConnectSetup
 from .dialects import Backend
-from .errors import ConfigError, ConnectionLostError, DatabaseUnavailableError
+from .errors import ConnectionLostError, DatabaseUnavailableError
 from .interrupts import StatementCanceller
 from .messages import first_line, mask_url, scrub_password
 from .savepoints import SavepointConnection
@@ -52,16 +52,11 @@ class RunPool(StaticPool):
 
 
 @contextmanager
-def connect_errors(url: URL, backend: Backend) -> Iterator[None]:
-    """Turn a missing driver or a failed connection into our errors."""
+def connect_errors(url: URL) -> Iterator[None]:
+    """Turn a failed connection into our error (a missing driver is refused
+    earlier, where the backend is made)."""
     try:
         yield
-    except ImportError as exc:
-        package = backend.drivers.get(backend.driver, backend.driver)
-        raise ConfigError(
-            "dsn", mask_url(url), f"the driver {backend.driver!r} is not installed ({exc})",
-            f"pip install {package}, or name another driver in the URL",
-        ) from None
     except DBAPIError as exc:
         raise DatabaseUnavailableError(mask_url(url), scrub_password(url, exc.orig or exc)) from None
 

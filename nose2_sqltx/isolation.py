@@ -269,11 +269,10 @@ class IsolatedDatabase:
         connection = None
         try:
             started = time.perf_counter()
-            with connect_errors(self.url, self.backend):
+            with connect_errors(self.url):
                 self.run_url = self.backend.prepare()
                 setup = read_setup(self.redirection.named_engines(), self.run_url, self.backend.own_connect_args)
-                self.redirection.carried(setup.carried)
-                self.redirection.set_aside.extend(setup.set_aside)
+                self.redirection.carry(setup)
                 connection = RunConnection(self.run_url, self.backend, self.masked_url, setup=setup)
                 with connection.engine.connect() as conn:
                     self._check_safe(conn)
@@ -301,7 +300,7 @@ class IsolatedDatabase:
         """Connect once, make nothing, and disconnect: the production guard's
         check; return the server's name and version. Raises what :meth:`start`
         would for an unreachable or unsafe database."""
-        with connect_errors(self.url, self.backend):
+        with connect_errors(self.url):
             engine = create_engine(self.url, poolclass=NullPool)
             try:
                 with engine.connect() as conn:

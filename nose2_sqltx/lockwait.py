@@ -150,11 +150,11 @@ class SessionTimeouts(LockGuard):
         super().stop()
 
     def _on_connect(self, conn: Any) -> None:
-        info = conn.connection.info  # one per DB-API connection: set up once
-        if info.get(self._DONE) or conn.connection.dbapi_connection is self._run_dbapi:
+        info = conn.connection.info  # one per DB-API connection: looked at once
+        if info.get(self._DONE):
             return
         info[self._DONE] = True
-        if not self.backend.shares_locks_with(conn.engine.url):
+        if conn.connection.dbapi_connection is self._run_dbapi or not self.backend.shares_locks_with(conn.engine.url):
             return
         cursor = conn.connection.dbapi_connection.cursor()
         try:

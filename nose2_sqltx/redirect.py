@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from .connect_setup import own_connect_listeners
+from .connect_setup import ConnectSetup, own_connect_listeners
 from .errors import UnsupportedObjectError
 
 __unittest = True
@@ -154,11 +154,12 @@ class Redirection:
         self._collect_all()
         return {self._name(swap.engine): swap.engine for swap in self._swaps.values()}
 
-    def carried(self, engine_ids: Iterable[int]) -> None:
-        """The run's connection was made with these engines' setup: do not name it as set aside."""
-        ids = set(engine_ids)
+    def carry(self, setup: ConnectSetup) -> None:
+        """The run's connection was made with ``setup``: what it carried over
+        is not named as set aside, what it could not carry is."""
         for swap in self._swaps.values():
-            swap.carried = id(swap.engine) in ids
+            swap.carried = id(swap.engine) in setup.carried
+        self.set_aside.extend(setup.set_aside)
 
     # -- aiming -----------------------------------------------------------------
     def _collect_all(self) -> None:

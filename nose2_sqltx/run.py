@@ -149,8 +149,15 @@ class Run:
         self.mode = self.transaction
         parts.watch.checking = True
         parts.redirection.point(self.transaction.engine)
+        self._rebuild(inner)
+
+    def _rebuild(self, inner: list[Scope]) -> None:
+        """The run's transaction made afresh, and the ``inner`` scopes
+        (closed before) reopened in it with their setup run again."""
         self.open()
-        parts.scopes.replay(inner, self.transaction)
+        self.parts.scopes.replay(inner, self.transaction)
+        if self.refresher is not None:
+            self.refresher.built()  # the tables are new: growth counts from here
 
     # -- long runs -------------------------------------------------------------
     def _tables_size(self) -> int:
@@ -174,13 +181,8 @@ class Run:
     def refresh(self) -> None:
         """Roll back for real, which frees what rolled-back rows left in the
         tables, and build the schema, the fixtures and the open scopes' setup again."""
-        parts, transaction = self.parts, self.transaction
-        transaction.abandon()
-        inner = parts.scopes.close_all()
-        self.open()
-        parts.scopes.replay(inner, transaction)
-        if self.refresher is not None:
-            self.refresher.built()
+        self.transaction.abandon()
+        self._rebuild(self.parts.scopes.close_all())
 
     # -- repair ----------------------------------------------------------------
     def repair(self, *, rebuild: bool) -> TransactionEndedError:
@@ -207,8 +209,7 @@ class Run:
         self.connection.dbapi.sqltx_real_rollback()
         committed = parts.backend.work_committed(statement, dropped)
         if rebuild:
-            self.open()
-            parts.scopes.replay(inner, transaction)
+            self._rebuild(inner)
         return TransactionEndedError(statement, committed=committed, dropped=dropped, rebuilt=rebuild)
 
     # -- the end -----------------------------------------------------------------

@@ -292,9 +292,9 @@ class SavepointConnection:
 
     def sqltx_check_commits(self, check: CommitCheck | None) -> None:
         """At each app commit, run ``check`` first (what only a real COMMIT
-        would check, such as deferred constraints); if it fails, send its
-        ``recover``, undo the work since the last commit (a failed commit
-        rolls back) and raise the driver's error from ``commit()``."""
+        would check, such as deferred constraints); if it fails, leave the
+        work as the database leaves a failed COMMIT's (:meth:`CommitCheck.failed`)
+        and raise the driver's error from ``commit()``."""
         self._sqltx_commit_check = check
 
     def sqltx_disarm(self) -> None:

@@ -147,9 +147,8 @@ class DatabaseTest:
         # unittest calls this inside its error handling, before setUp: an
         # error here is this test's error, and no super().setUp() is needed.
         database = active_database("DatabaseTest")
-        method = getattr(self, self._testMethodName, None)  # type: ignore[attr-defined]
-        scope = database.begin_scope(real_commits=getattr(method, "_sqltx_real_commits", False),
-                                     reset_sequences=self.reset_sequences)
+        # (the class's own real_commits is its scope's already)
+        scope = database.begin_scope(real_commits=asks_real_commits(self), reset_sequences=self.reset_sequences)
         self.__dict__["_sqltx_scope"] = scope
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]
