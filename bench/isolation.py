@@ -22,7 +22,13 @@ every strategy at every table count (tables chained by foreign keys).
   driver floor      SAVEPOINT + ROLLBACK TO SAVEPOINT on the bare driver
 
 psycopg2 runs every strategy; plugin, scope only, body only and driver floor
-also run on psycopg 3 in the same rounds ("..., psycopg 3").
+also run on psycopg 3 in the same rounds ("..., psycopg 3"), and plugin and
+scope only on the async drivers, asyncpg and psycopg 3's async connection
+("..., asyncpg", "..., psycopg 3 async"): the test's AsyncConnection and an
+async body, awaited on one event loop that stands for the test's (an
+IsolatedAsyncioTestCase makes a loop per test; that cost is unittest's, and
+the same whatever isolates the test). "driver floor, asyncpg" is SAVEPOINT +
+ROLLBACK TO SAVEPOINT on a bare asyncpg connection, awaited on that loop.
 
 Runs on a throwaway server (nothing touches a shared one) unless --dsn is
 given; every strategy works in a schema of its own, removed at the end.
@@ -34,6 +40,7 @@ Writes a markdown table (--markdown) and a chart (--chart, needs matplotlib).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime
 import os
 import platform
@@ -55,13 +62,18 @@ from bench.common import chain_schema, spread
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched
 
 PG3 = ", psycopg 3"
+ASYNCPG = ", asyncpg"
+PG3_ASYNC = ", psycopg 3 async"
 RESET = "plugin, reset-sequences"
 STRATEGIES = ("plugin", RESET, "scope only", "create/drop", "delete", "truncate", "sqlite memory", "template db",
               "savepoint (SA)", "body only", "driver floor",
-              "plugin" + PG3, "scope only" + PG3, "body only" + PG3, "driver floor" + PG3)
+              "plugin" + PG3, "scope only" + PG3, "body only" + PG3, "driver floor" + PG3,
+              "plugin" + ASYNCPG, "scope only" + ASYNCPG, "driver floor" + ASYNCPG,
+              "plugin" + PG3_ASYNC, "scope only" + PG3_ASYNC)
 # Strategies that need the run's IsolatedDatabase started (one per process at a time).
 PLUGIN = {"plugin": "psycopg2", RESET: "reset", "scope only": "psycopg2", "plugin" + PG3: "psycopg",
-          "scope only" + PG3: "psycopg"}
+          "scope only" + PG3: "psycopg", "plugin" + ASYNCPG: "asyncpg", "scope only" + ASYNCPG: "asyncpg",
+          "plugin" + PG3_ASYNC: "psycopg_async", "scope only" + PG3_ASYNC: "psycopg_async"}
 SLOW = {"create/drop", "template db"}  # fewer tests per batch: each takes tens of ms
 
 
@@ -71,6 +83,15 @@ def body(conn: sqlalchemy.Connection, metadata: MetaData) -> None:
     conn.execute(insert(child), [{"name": f"c{j}", "parent_id": pid} for j in range(3)])
     conn.execute(select(parent.c.name, child.c.name).join(child, child.c.parent_id == parent.c.id)).all()
     conn.commit()
+
+
+async def async_body(conn: Any, metadata: MetaData) -> None:
+    """:func:`body`, awaited on an AsyncConnection."""
+    parent, child = metadata.tables["t0"], metadata.tables["t1"]
+    pid = (await conn.execute(insert(parent).values(name="p").returning(parent.c.id))).scalar_one()
+    await conn.execute(insert(child), [{"name": f"c{j}", "parent_id": pid} for j in range(3)])
+    (await conn.execute(select(parent.c.name, child.c.name).join(child, child.c.parent_id == parent.c.id))).all()
+    await conn.commit()
 
 
 def outside(*args: Any, **kwargs: Any) -> sqlalchemy.Engine:
@@ -91,15 +112,16 @@ def in_schema(url: URL, name: str) -> sqlalchemy.Engine:
 class Setup:
     """Per table count: the objects each strategy needs, made once."""
 
-    def __init__(self, url: URL, tables: int) -> None:
+    def __init__(self, url: URL, tables: int, runner: asyncio.Runner) -> None:
         self.url, self.tables = url, tables
+        self.runner = runner
         self.metadata = chain_schema(tables)
         self.plugins = {
             # trusted: the benchmark's own server (or database); the comparison
             # strategies write through engines of their own, deliberately.
             driver: IsolatedDatabase(url.set(drivername=f"postgresql+{driver}"), metadata=[self.metadata], trusted=True,
                                      schema=f"bench_plugin_{driver}_{tables}")
-            for driver in ("psycopg2", "psycopg")
+            for driver in ("psycopg2", "psycopg", "asyncpg", "psycopg_async")
         }
         self.plugins["reset"] = IsolatedDatabase(url.set(drivername="postgresql+psycopg2"), metadata=[self.metadata],
                                                  trusted=True, schema=f"bench_plugin_reset_{tables}",
@@ -189,6 +211,20 @@ class Setup:
             conn.execute(select(parent.c.name, child.c.name).join(child, child.c.parent_id == parent.c.id)).all()
             nested.rollback()
 
+        def plugin_async() -> None:
+            # An AsyncDatabaseTest's: the scope opened and ended by the sync
+            # hooks, the body awaited on the test's loop.
+            assert self.running is not None
+            scope = self.running.begin_scope()
+            self.runner.run(async_body(scope.async_connection, md))
+            self.running.end_scope(scope)
+
+        def scope_only_async() -> None:
+            assert self.running is not None
+            scope = self.running.begin_scope()
+            scope.async_connection  # noqa: B018 - made on first use, as in a test
+            self.running.end_scope(scope)
+
         def floor(key: str) -> Callable[[], None]:
             cursor = conns[key].connection.dbapi_connection.cursor()
 
@@ -202,11 +238,33 @@ class Setup:
                 "truncate": truncate, "sqlite memory": sqlite_memory, "template db": template_db,
                 "savepoint (SA)": savepoint_sa, "body only": lambda: body(conns["body"], md),
                 "driver floor": floor("body"), "plugin" + PG3: plugin, "scope only" + PG3: scope_only,
-                "body only" + PG3: lambda: body(conns["body3"], md), "driver floor" + PG3: floor("body3")}
+                "body only" + PG3: lambda: body(conns["body3"], md), "driver floor" + PG3: floor("body3"),
+                "plugin" + ASYNCPG: plugin_async, "scope only" + ASYNCPG: scope_only_async,
+                "driver floor" + ASYNCPG: self.asyncpg_floor, "plugin" + PG3_ASYNC: plugin_async,
+                "scope only" + PG3_ASYNC: scope_only_async}
+
+    def asyncpg_floor(self) -> None:
+        self.runner.run(self._asyncpg_floor())
+
+    async def _asyncpg_floor(self) -> None:
+        conn = self.__dict__.get("_asyncpg")
+        if conn is None:
+            import asyncpg
+
+            url = self.url
+            conn = self.__dict__["_asyncpg"] = await asyncpg.connect(
+                user=url.username, password=url.password, database=url.database, host=url.host or url.query.get("host"),
+                port=url.port or int(url.query.get("port", 5432)))
+            await conn.execute("BEGIN")
+        await conn.execute("SAVEPOINT f")
+        await conn.execute("ROLLBACK TO SAVEPOINT f")
 
     def close(self) -> None:
         if self.running is not None:
             self.running.stop()
+        raw = self.__dict__.pop("_asyncpg", None)
+        if raw is not None:
+            self.runner.run(raw.close())
         for conn in self.conns.values():
             conn.rollback()
             conn.close()
@@ -244,8 +302,9 @@ def main() -> int:
     url = url.set(drivername="postgresql+psycopg2")
     samples: dict[tuple[str, int], list[float]] = {(s, n): [] for s in STRATEGIES for n in counts}
     setups: list[Setup] = []
+    runner = asyncio.Runner()  # the async strategies' loop: a test's
     try:
-        setups = [Setup(url, n) for n in counts]
+        setups = [Setup(url, n, runner) for n in counts]
         version = ""
         for round_no in range(args.rounds):
             for setup in setups:
@@ -269,6 +328,7 @@ def main() -> int:
     finally:
         for setup in setups:
             setup.close()
+        runner.close()
         if server is not None:
             server.stop()
 
@@ -316,6 +376,14 @@ def report(samples: dict[tuple[str, int], list[float]], counts: list[int], versi
             parts.append(f"{n} tables {overhead * 1000:.3f} ms = {overhead / floor:.2f}× the floor "
                          f"({floor * 1000:.3f} ms)")
         rows.append(f"- {driver}: " + "; ".join(parts))
+    rows += ["", "Async against sync, same rounds (ratio of medians; the goal: within ×1.3):", ""]
+    for name in ("plugin", "scope only"):
+        for suffix, against, label in ((ASYNCPG, "", "asyncpg against psycopg2"),
+                                       (PG3_ASYNC, PG3, "psycopg 3 async against psycopg 3")):
+            ratios = ", ".join(f"{n} tables ×{med[(name + suffix, n)] / med[(name + against, n)]:.2f}" for n in counts)
+            rows.append(f"- {name}, {label}: {ratios}")
+    rows.append("- driver floor, asyncpg against psycopg2: " + ", ".join(
+        f"{n} tables ×{med[('driver floor' + ASYNCPG, n)] / med[('driver floor', n)]:.2f}" for n in counts))
     rows += ["", "reset-sequences: the plugin's test with the sequences it moved put back after it:", ""]
     rows.append("- " + "; ".join(
         f"{n} tables {med[(RESET, n)] * 1000:.3f} ms, {(med[(RESET, n)] - med[('plugin', n)]) * 1000:+.3f} ms "

@@ -2,11 +2,14 @@
 
 Load the plugin with ``nose2 --plugin nose2_sqltx`` (or ``plugins =
 nose2_sqltx`` under ``[unittest]``), configure ``[sqltx]`` in unittest.cfg and
-write ``class TestX(DatabaseTest, unittest.TestCase)``. See README.md.
+write ``class TestX(DatabaseTest, unittest.TestCase)`` (async code:
+``class TestX(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase)``). See README.md.
 """
 
+from .async_testcase import AsyncDatabaseTest
 from .errors import (
     AlreadyRunningError,
+    AsyncDriverRequiredError,
     ConfigError,
     ConnectionLostError,
     DatabaseChangedError,
@@ -34,6 +37,7 @@ from .testcase import DatabaseTest, real_commits
 
 __all__ = [
     "DatabaseTest",
+    "AsyncDatabaseTest",
     "IsolatedDatabase",
     "Scope",
     "TemporaryPostgres",
@@ -46,6 +50,7 @@ __all__ = [
     "AlreadyRunningError",
     "ScopeEndedError",
     "UnsupportedObjectError",
+    "AsyncDriverRequiredError",
     "DatabaseUnavailableError",
     "ConnectionLostError",
     "SetupError",

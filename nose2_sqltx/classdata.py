@@ -5,7 +5,8 @@ As in Django's ``TestCase``, each test sees its own copy of every attribute
 never reads one pays nothing):
 
 - an ORM object (also inside lists, tuples, sets and dicts) is loaded afresh
-  in the test's Session by its primary key: attached to ``self.session``,
+  in the test's Session by its primary key: attached to ``self.session``
+  (an ``AsyncSession`` in an ``AsyncDatabaseTest``),
   current (the class's data as the class made it, whatever earlier tests
   did), and a change to it never reaches another test;
 - any other value is a deep copy (a value that cannot be copied, such as an
@@ -39,7 +40,8 @@ class ClassData:
     def __get__(self, test: Any, owner: type) -> Any:
         if test is None:
             return self.value
-        fresh = _fresh(self.value, lambda: test.session)
+        # an AsyncSession's objects live in its sync Session, which the run's connection serves from any code
+        fresh = _fresh(self.value, lambda: getattr(test.session, "sync_session", test.session))
         # Kept on the test: later reads are plain attribute reads, and an
         # assignment in the test replaces the test's copy only.
         test.__dict__[self.name] = fresh

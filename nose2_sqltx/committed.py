@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, MetaData, create_engine
+from sqlalchemy import Engine, MetaData
 from sqlalchemy.engine import URL
 
 from .connect_setup import ConnectSetup
@@ -42,7 +42,7 @@ class CommittedMode:
         self.depth = depth
         setup = setup or ConnectSetup()
         # Its connections are set up as the app's engines set up theirs.
-        self._engine = create_engine(run_url, connect_args=dict(setup.connect_args))
+        self._engine = schema.backend.create_engine(run_url, connect_args=dict(setup.connect_args))
         setup.install(self._engine)
         # Reflected once per stretch of real commits: it costs more than the deletes.
         self._reflected: MetaData | None = None

@@ -32,7 +32,7 @@ from .environment import (
 )
 from .errors import ConfigError
 from .messages import mask_url
-from .redirect import redirect_kind
+from .redirect import ASYNC_KINDS, factory_engines, redirect_kind
 
 __unittest = True
 
@@ -50,13 +50,15 @@ PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
 #: one line per key, for ``python -m nose2_sqltx --help`` (the README's table has the whole story)
 KEY_HELP = {
     "dsn": "database URL (postgresql+psycopg2://, postgresql+psycopg://, mysql+pymysql://, mysql+mysqldb://, "
-           "sqlite://); none: a throwaway PostgreSQL server",
+           "sqlite://; async: postgresql+asyncpg://, postgresql+psycopg_async://, sqlite+aiosqlite://, "
+           "mysql+aiomysql://, mysql+asyncmy://); none: a throwaway PostgreSQL server",
     "metadata": "module:attribute paths of MetaData objects or declarative Bases: the schema",
     "fixtures": "module:callable paths, each called once with the run's Connection",
     "lock-timeout": "how long a statement waits for a lock (500ms, 10s, 2min; 0: no limit); default 10s",
     "statement-timeout": "how long a statement may run (same format); default 60s",
-    "engines": "module:attribute paths of the app's Engines, redirected into the test transaction",
-    "sessions": "paths of the app's sessionmaker, scoped_session or Flask-SQLAlchemy db, redirected too",
+    "engines": "module:attribute paths of the app's Engines or AsyncEngines, redirected into the test transaction",
+    "sessions": "paths of the app's sessionmaker, scoped_session, Flask-SQLAlchemy db, async_sessionmaker or "
+                "async_scoped_session, redirected too",
     "alembic": "path of an alembic.ini: the schema from alembic upgrade head, instead of metadata",
     "allow-database": "database names the production guard lets through",
     "pg-bindir": "throwaway server: the directory with initdb and postgres",
@@ -163,8 +165,9 @@ class Settings:
     ``server_dir``        where the throwaway server's directory goes
     ``create_database``   MySQL/MariaDB: make a database for the run (else: the DSN's)
     ``reset_sequences``   every test (and class) starts from the same sequence values (not MySQL)
-    ``engines``           ``module:attribute`` paths of the app's Engines, redirected for the run
-    ``sessions``          paths of the app's sessionmakers, scoped_sessions, Flask-SQLAlchemy ``db``
+    ``engines``           ``module:attribute`` paths of the app's Engines (or AsyncEngines), redirected for the run
+    ``sessions``          paths of the app's sessionmakers, scoped_sessions, Flask-SQLAlchemy ``db``,
+                          async_sessionmakers, async_scoped_sessions
     ``alembic``           an alembic.ini whose ``upgrade head`` makes the schema (instead of metadata)
     ``allow_databases``   database names the production guard lets through anyway
     ====================  =======================================================
@@ -186,13 +189,15 @@ class Settings:
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
     from_main_server: bool = False
+    #: where ``url`` came from, as errors name it: ``dsn``, the environment variable or the command-line option
+    dsn_source: str = "dsn"
 
     def with_dsn(self, raw: str, source: str) -> Settings:
         """These settings with the database URL ``raw``, given by ``source``
         (a command-line option), validated as ``dsn`` is."""
         url = _parse_dsn(raw, source)
         backend_for(url, source, create_database=self.create_database)
-        return replace(self, url=url)
+        return replace(self, url=url, dsn_source=source)
 
     @classmethod
     def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None) -> Settings:
@@ -263,6 +268,7 @@ class Settings:
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool("sqltx-main-server", one("sqltx-main-server", "false")),
+            dsn_source=source,
         )
 
     def __repr__(self) -> str:  # never show the password
@@ -308,8 +314,9 @@ class Loaded(NamedTuple):
 def load_objects(settings: Settings) -> Loaded:
     """Import the MetaData objects, fixture callables and app objects that
     ``settings`` name; a wrong path or kind is a :class:`ConfigError`."""
-    redirect = {path: _load_app_object("engines", path, ("engine",)) for path in settings.engines}
-    redirect.update({path: _load_app_object("sessions", path, ("sessionmaker", "scoped_session", "Flask-SQLAlchemy"))
+    redirect = {path: _load_app_object("engines", path, ("engine", "AsyncEngine")) for path in settings.engines}
+    redirect.update({path: _load_app_object("sessions", path, ("sessionmaker", "scoped_session", "Flask-SQLAlchemy",
+                                                                "async_sessionmaker", "async_scoped_session"))
                      for path in settings.sessions})
     return Loaded([_load_metadata(path) for path in settings.metadata],
                   [_load_fixture(path) for path in settings.fixtures], redirect)
@@ -318,12 +325,83 @@ def load_objects(settings: Settings) -> Loaded:
 def _load_app_object(key: str, path: str, kinds: tuple[str, ...]) -> Any:
     obj = import_object(path, key)
     if redirect_kind(obj) not in kinds:
-        wanted = "an Engine" if key == "engines" else "a sessionmaker, a scoped_session or a Flask-SQLAlchemy db"
+        wanted = ("an Engine or AsyncEngine" if key == "engines" else
+                  "a sessionmaker, scoped_session, Flask-SQLAlchemy db, async_sessionmaker or async_scoped_session")
         other = "sessions" if key == "engines" else "engines"
         hint = f" (list it under {other})" if redirect_kind(obj) is not None else ""
         raise ConfigError(key, path, f"is a {type(obj).__name__}, not {wanted}{hint}",
                           "Point it at the object your app uses, e.g. myapp.db:engine or myapp:db")
     return obj
+
+
+def run_url(url: URL, settings: Settings, loaded: Loaded, *, async_tests: str | None = None,
+            throwaway: bool = False) -> URL:
+    """The URL the run connects with, its driver matched to the app's objects
+    (``loaded``) and test classes (``async_tests``: the name of an
+    ``AsyncDatabaseTest`` class of the run, if any): async ones need an async
+    driver, which psycopg 3 and a throwaway server provide by themselves;
+    other mismatches are a :class:`ConfigError` naming the key and the fix."""
+    kinds = {path: redirect_kind(obj) for path, obj in loaded.redirect.items()}
+    async_paths = [path for path, kind in kinds.items() if kind in ASYNC_KINDS]
+    sync_paths = [path for path, kind in kinds.items() if kind not in ASYNC_KINDS]
+    is_async = url.get_dialect().is_async
+    if (async_paths or async_tests) and not is_async:
+        switched = _async_driver(url, loaded, throwaway=throwaway)
+        if switched is not None:
+            return switched
+        if async_paths:
+            path = async_paths[0]
+            key = "engines" if path in settings.engines else "sessions"
+            raise ConfigError(
+                key, path, f"is an {kinds[path]} (async SQLAlchemy), and dsn names the sync driver "
+                f"{url.get_driver_name()!r}", f"Name an async driver in dsn: {_ASYNC_EXAMPLES}")
+        raise ConfigError(
+            settings.dsn_source, mask_url(url), f"names the sync driver {url.get_driver_name()!r}, and "
+            f"{async_tests} is an AsyncDatabaseTest", f"Name an async driver: {_ASYNC_EXAMPLES} (the run's "
+            "DatabaseTest classes use it too)")
+    if is_async and sync_paths and not async_paths and not async_tests:
+        raise ConfigError(
+            settings.dsn_source, mask_url(url), f"names the async driver {url.get_driver_name()!r}, but every "
+            "object under "
+            f"engines and sessions is sync ({', '.join(sync_paths)}) and no test class is an AsyncDatabaseTest",
+            "Name the driver the app's engines use (e.g. postgresql+psycopg2://), or list the app's AsyncEngine "
+            "or async_sessionmaker too")
+    return url
+
+
+#: the async drivers, as dsn examples for messages
+_ASYNC_EXAMPLES = ("postgresql+asyncpg://, postgresql+psycopg_async://, sqlite+aiosqlite://, mysql+aiomysql:// "
+                   "or mysql+asyncmy://")
+
+
+def _async_driver(url: URL, loaded: Loaded, *, throwaway: bool) -> URL | None:
+    """The async counterpart of ``url``'s driver where one is implied: psycopg
+    3's own async connection, or for a throwaway server the async driver the
+    app's objects use (else asyncpg, else psycopg's)."""
+    backend = url.get_backend_name()
+    if url.get_driver_name() == "psycopg":
+        return url.set(drivername=f"{backend}+psycopg_async")
+    if not throwaway:
+        return None
+    used = [getattr(engine, "dialect", None) for obj in loaded.redirect.values() for engine in _engines_of(obj)]
+    drivers = [d.driver for d in used if d is not None and d.is_async and d.name == backend]
+    for driver in [*drivers, "asyncpg", "psycopg_async"]:
+        candidate = url.set(drivername=f"{backend}+{driver}")
+        try:
+            candidate.get_dialect().import_dbapi()
+        except ImportError:
+            continue
+        return candidate
+    return None
+
+
+def _engines_of(obj: Any) -> list[Any]:
+    kind = redirect_kind(obj)
+    if kind in ("engine", "AsyncEngine"):
+        return [getattr(obj, "sync_engine", obj)]
+    if kind in ("sessionmaker", "scoped_session", "async_sessionmaker", "async_scoped_session"):
+        return [e for e in factory_engines(obj) if e is not None]
+    return []
 
 
 def _load_metadata(path: str) -> Any:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -92,8 +92,8 @@ class RunConnection:
         #: the driver's own account of the first disconnect seen (later errors only echo it)
         self.lost_reason: str | None = None
         setup = setup or ConnectSetup()
-        self.engine: Engine = create_engine(url, poolclass=RunPool, connect_args=dict(setup.connect_args))
-        backend.install(self.engine)
+        self.engine: Engine = backend.create_engine(url, run=True, poolclass=RunPool,
+                                                    connect_args=dict(setup.connect_args))
         setup.install(self.engine)
         event.listen(self.engine, "handle_error", self._on_error)
         with self.engine.connect() as conn:

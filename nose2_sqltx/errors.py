@@ -111,6 +111,25 @@ class ScopeEndedError(SqltxError, RuntimeError):
         )
 
 
+class AsyncDriverRequiredError(SqltxError, RuntimeError):
+    """Async handles (``AsyncDatabaseTest``, ``scope.async_session``) were
+    asked for, but the run's driver is sync.
+
+    ``masked_url`` is the run's database, ``driver`` its sync driver.
+    """
+
+    def __init__(self, masked_url: str, driver: str, what: str = "AsyncDatabaseTest") -> None:
+        self.masked_url = masked_url
+        self.driver = driver
+        self.what = what
+        super().__init__(
+            f"{what} needs an async driver, and the run's database {masked_url} uses the sync driver "
+            f"{driver!r}; name an async one in dsn (postgresql+asyncpg://, postgresql+psycopg_async://, "
+            "sqlite+aiosqlite://, mysql+aiomysql://, mysql+asyncmy://): DatabaseTest classes of the same "
+            "run use it too"
+        )
+
+
 class UnsupportedObjectError(SqltxError, TypeError):
     """An object given to redirect (or as metadata) is of a kind that cannot be used.
 

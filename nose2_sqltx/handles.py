@@ -118,7 +118,7 @@ class Handles:
     ``is_run_engine(engine)``: whether an engine hands out the run's connection.
     """
 
-    def __init__(self, is_run_engine: Callable[[Engine], bool]) -> None:
+    def __init__(self, is_run_engine: Callable[[Engine], bool], lock: Any = None) -> None:
         self._is_run_engine = is_run_engine
         self._state = _ScopeState()
         self._clock = 0
@@ -127,8 +127,9 @@ class Handles:
         #: the dialect call right after it
         self._pending = threading.local()
         # Threads that use the run's engines at once (a pool of workers in the
-        # app) share this state: each decision is made under the lock.
-        self._lock = threading.RLock()
+        # app) share this state: each decision is made under the lock (with
+        # an async driver, one that tasks take turns on as well: runloop.Turns).
+        self._lock: Any = lock if lock is not None else threading.RLock()
         self._pid = os.getpid()
 
     # -- wiring ------------------------------------------------------------------

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine
+from sqlalchemy import Connection, Engine, MetaData
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -60,6 +60,7 @@ from .leaks import LeakWatch
 from .messages import PREFIX, mask_url
 from .redirect import Redirection
 from .run import Run, RunParts
+from .runloop import Turns
 from .safety import CatalogAudit, check_test_database
 from .schema import Fixture, Schema, as_metadata
 from .scopes import After, Scope, ScopeStack
@@ -177,7 +178,7 @@ class IsolatedDatabase:
                 "every worker in the same schema, and the workers would wait on each other; run without -N",
             )
         scopes = ScopeStack(self.redirection)
-        handles = Handles(self._is_run_connection)
+        handles = Handles(self._is_run_connection, lock=Turns() if self.backend.is_async else None)
         self._adoption = Adoption(handles)
 
         # the cursor set-up of app dialects kept by redirection (see Backend.cursor_setup)
@@ -261,6 +262,14 @@ class IsolatedDatabase:
 
     def start(self) -> None:
         """Connect, begin the run's transaction, create the schema, run fixtures."""
+        if self.backend.is_async:
+            # SQLAlchemy's set-up of a new connection and of the app's dialects
+            # awaits the driver directly: all of it on the run's loop.
+            self.backend.loop.call(self._start)
+        else:
+            self._start()
+
+    def _start(self) -> None:
         global _active
         with _active_lock:
             if _active is not None:
@@ -301,7 +310,7 @@ class IsolatedDatabase:
         check; return the server's name and version. Raises what :meth:`start`
         would for an unreachable or unsafe database."""
         with connect_errors(self.url):
-            engine = create_engine(self.url, poolclass=NullPool)
+            engine = self.backend.create_engine(self.url, poolclass=NullPool)
             try:
                 with engine.connect() as conn:
                     self._check_safe(conn)
@@ -309,6 +318,7 @@ class IsolatedDatabase:
                     return self.server_version
             finally:
                 engine.dispose()
+                self.backend.close_loop()
 
     def stop(self) -> None:
         """Roll back everything the run did and close the connection.
@@ -361,7 +371,10 @@ class IsolatedDatabase:
             return None
         finally:
             try:
-                self.backend.release()
+                try:
+                    self.backend.release()
+                finally:
+                    self.backend.close_loop()
             finally:
                 with _active_lock:
                     if _active is self:

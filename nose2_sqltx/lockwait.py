@@ -24,7 +24,7 @@ import contextlib
 import threading
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
@@ -98,7 +98,7 @@ class Watchdog(LockGuard):
     def start(self, run_dbapi: Any) -> None:
         super().start(run_dbapi)
         run_pid = self.backend.backend_pid(run_dbapi)
-        self._engine = unwatched(create_engine(self.url, poolclass=NullPool))
+        self._engine = unwatched(self.backend.create_engine(self.url, poolclass=NullPool))
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._stopped.clear()
         self._thread = threading.Thread(target=self._watch, args=(conn, run_pid), name="nose2-sqltx lock watchdog",
@@ -120,10 +120,10 @@ class Watchdog(LockGuard):
         assert query is not None
         try:
             while not self._stopped.wait(self.interval_s):
-                waiting = conn.exec_driver_sql(query, {"run": run_pid, "ms": self._older_than_ms}).scalars().all()
+                waiting = conn.execute(text(query), {"run": run_pid, "ms": self._older_than_ms}).scalars().all()
                 for pid in waiting:
                     self.cancelled.add(int(pid))
-                    conn.exec_driver_sql("SELECT pg_cancel_backend(%(pid)s)", {"pid": int(pid)})
+                    conn.execute(text("SELECT pg_cancel_backend(CAST(:pid AS integer))"), {"pid": int(pid)})
         except Exception:  # noqa: BLE001 - the run's own connection reports a lost server
             pass
         finally:

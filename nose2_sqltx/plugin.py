@@ -37,7 +37,8 @@ from typing import Any
 
 from nose2.events import Plugin
 
-from .config import Loaded, Settings, check_sections, load_objects
+from .async_testcase import AsyncDatabaseTest
+from .config import Loaded, Settings, check_sections, load_objects, run_url
 from .connection import defer_stop
 from .environment import DSN_ENV
 from .errors import ConfigError, ConnectionLostError, SqltxError
@@ -74,6 +75,8 @@ class SqltxPlugin(Plugin):
                          "python -m nose2_sqltx --help lists every setting")
         self.database: IsolatedDatabase | None = None
         self.server: TemporaryPostgres | None = None
+        #: the URL the run connects with (its driver matched to the app's, see _matched)
+        self._run_url: Any = None
         self._parallel = False
         self._preflighted: IsolatedDatabase | None = None
         self._plain: dict[int, Scope] = {}
@@ -101,13 +104,16 @@ class SqltxPlugin(Plugin):
             # Imports first: a typo should not cost a server start.
             loaded = load_objects(self.settings)
             url = self.settings.url
-            if url is None:
+            async_tests = _async_test_class(getattr(event, "suite", None))
+            if url is not None:
+                url = self._matched(url, loaded, async_tests)  # a mismatch is bad input: before a server starts
+            else:
                 self.server = TemporaryPostgres(
                     bindir=self.settings.pg_bindir, keep=self.settings.keep_server,
                     tcp=self.settings.server_tcp, base_dir=self.settings.server_dir,
                 )
                 self.server.start()
-                url = self.server.url
+                url = self._matched(self.server.url, loaded, async_tests, throwaway=True)
             if self._parallel:
                 # Workers are forked after this hook: hold no connection across
                 # the fork. Check what each worker will need, once, here.
@@ -126,6 +132,17 @@ class SqltxPlugin(Plugin):
             self._stop_server()
             self._signals.restore()
             raise
+
+    def _matched(self, url: Any, loaded: Loaded, async_tests: str | None, *, throwaway: bool = False) -> Any:
+        """``url`` with the driver the app's objects and test classes need
+        (see :func:`~nose2_sqltx.config.run_url`); nose2's workers are told."""
+        matched = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=throwaway)
+        if matched is not url and not throwaway:
+            # Workers are forked after this hook and read the URL from here;
+            # the throwaway server's reaches them through the config.
+            os.environ[DSN_ENV] = matched.render_as_string(hide_password=False)
+        self._run_url = matched
+        return matched
 
     def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
         settings = self.settings
@@ -149,7 +166,7 @@ class SqltxPlugin(Plugin):
             if not config.has_section(self.configSection):
                 config.add_section(self.configSection)
             # nose2 reads the config with % interpolation: escape the URL's %.
-            url = self.server.url.render_as_string(hide_password=False)
+            url = (self._run_url or self.server.url).render_as_string(hide_password=False)
             config.set(self.configSection, "dsn", url.replace("%", "%%"))
             config.set(self.configSection, "sqltx-main-server", "true")
 
@@ -278,6 +295,18 @@ def _load_multiprocess(session: Any) -> None:
             _MP in session.unittest.as_list("exclude-plugins", []):
         return
     session.loadPluginsFromModule(importlib.import_module(_MP))
+
+
+def _async_test_class(suite: Any) -> str | None:
+    """The name of an ``AsyncDatabaseTest`` class in ``suite`` (nose2's, nested), if it holds one."""
+    if isinstance(suite, AsyncDatabaseTest):
+        return f"{type(suite).__module__}.{type(suite).__qualname__}"
+    if isinstance(suite, unittest.TestSuite):
+        for test in suite:
+            found = _async_test_class(test)
+            if found is not None:
+                return found
+    return None
 
 
 def _multiprocess_active(session: Any) -> bool:

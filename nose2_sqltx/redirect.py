@@ -2,8 +2,10 @@
 
 Knows nothing about nose2. Real applications import a module-level
 ``engine``, a ``sessionmaker``/``scoped_session``, or Flask-SQLAlchemy's
-``db``; :class:`Redirection` points each of them at the run's connection
-for the run and puts them back at the end. An Engine is redirected *in
+``db`` (async apps an ``AsyncEngine``, an ``async_sessionmaker`` or an
+``async_scoped_session``, whose sync engine is redirected the same way);
+:class:`Redirection` points each of them at the run's connection for the
+run and puts them back at the end. An Engine is redirected *in
 place* (its pool, dialect and URL become the run's), so every reference the
 app holds to it, and every Session bound to it, follows; it stays a real
 Engine (reflection, ``engine.dialect``, ``engine.url`` all work).
@@ -24,15 +26,30 @@ from .errors import UnsupportedObjectError
 
 __unittest = True
 
-__all__ = ["Redirection", "redirect_kind", "factory_engines", "is_flask_sqlalchemy"]
+__all__ = ["Redirection", "redirect_kind", "factory_engines", "is_flask_sqlalchemy", "ASYNC_KINDS"]
+
+#: the kinds :func:`redirect_kind` gives SQLAlchemy's asyncio objects
+ASYNC_KINDS = frozenset({"AsyncEngine", "async_sessionmaker", "async_scoped_session"})
 
 
-def factory_engines(factory: sessionmaker[Any] | scoped_session[Any]) -> list[Any]:
-    """The engines a session factory binds its sessions to."""
-    if isinstance(factory, scoped_session):
-        factory = factory.session_factory
+def _asyncio_kind(obj: Any) -> str | None:
+    if not type(obj).__module__.startswith("sqlalchemy.ext.asyncio"):
+        return None  # not imported for apps that never import it
+    from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
+
+    for cls, kind in ((AsyncEngine, "AsyncEngine"), (async_scoped_session, "async_scoped_session"),
+                      (async_sessionmaker, "async_sessionmaker")):
+        if isinstance(obj, cls):
+            return kind
+    return None
+
+
+def factory_engines(factory: Any) -> list[Any]:
+    """The engines a session factory (sync or async, scoped or not) binds its
+    sessions to; an ``AsyncEngine`` as its sync Engine."""
+    factory = getattr(factory, "session_factory", factory)
     kw = factory.kw
-    return [kw.get("bind"), *(kw.get("binds") or {}).values()]
+    return [getattr(e, "sync_engine", e) for e in [kw.get("bind"), *(kw.get("binds") or {}).values()]]
 
 
 def is_flask_sqlalchemy(obj: Any) -> bool:
@@ -50,7 +67,7 @@ def redirect_kind(obj: Any) -> str | None:
         return "sessionmaker"
     if is_flask_sqlalchemy(obj):
         return "Flask-SQLAlchemy"
-    return None
+    return _asyncio_kind(obj)
 
 
 #: QueuePool's own default, which create_engine() leaves alone unless told
@@ -141,8 +158,9 @@ class Redirection:
         self._marks: list[dict[int, tuple[Session, set[Any]]]] = []
         for name, obj in self.objects.items():
             if redirect_kind(obj) is None:
-                raise UnsupportedObjectError(name, type(obj).__name__, "an Engine, sessionmaker, scoped_session "
-                                             "or Flask-SQLAlchemy db")
+                raise UnsupportedObjectError(name, type(obj).__name__, "an Engine, sessionmaker, scoped_session, "
+                                             "Flask-SQLAlchemy db, AsyncEngine, async_sessionmaker or "
+                                             "async_scoped_session")
 
     @property
     def engines(self) -> list[Engine]:
@@ -176,7 +194,7 @@ class Redirection:
             self._point(swap, target)
         for factory, saved in self._factories:
             if saved.get("bind") is None and not saved.get("binds"):
-                factory.kw["bind"] = target  # an unbound factory: bind it
+                factory.kw["bind"] = _bind_for(factory, target)  # an unbound factory: bind it
 
     def _point(self, swap: _EngineSwap, target: Engine) -> None:
         if id(swap) not in self._reported:
@@ -189,7 +207,7 @@ class Redirection:
 
     def _name(self, engine: Engine) -> str:
         for name, obj in self.objects.items():
-            if obj is engine:
+            if obj is engine or getattr(obj, "sync_engine", None) is engine:
                 return name
         return "an engine of " + ", ".join(self.objects) if self.objects else "an engine"
 
@@ -197,10 +215,12 @@ class Redirection:
         kind = redirect_kind(obj)
         if kind == "engine":
             self._engine(obj)
-        elif kind == "scoped_session":
+        elif kind == "AsyncEngine":
+            self._engine(obj.sync_engine)
+        elif kind in ("scoped_session", "async_scoped_session"):
             self._registries.append(obj)
             self._collect(obj.session_factory)
-        elif kind == "sessionmaker":
+        elif kind in ("sessionmaker", "async_sessionmaker"):
             self._factories.append((obj, dict(obj.kw)))
             for engine in factory_engines(obj):
                 if isinstance(engine, Engine):
@@ -291,14 +311,30 @@ class Redirection:
                 yield session
 
 
-def _held(registry: scoped_session[Any]) -> list[tuple[Session, Callable[[], None]]]:
-    """The sessions a scoped_session holds, each with a way to drop it: every
-    scope's for a ScopedRegistry (Flask-SQLAlchemy: one per app context),
-    this thread's for a thread-local one."""
+def _bind_for(factory: Any, target: Engine) -> Any:
+    """What an unbound session factory is bound to: ``target``, or for an
+    ``async_sessionmaker`` an ``AsyncEngine`` over it."""
+    if redirect_kind(factory) == "async_sessionmaker":
+        from sqlalchemy.ext.asyncio import AsyncEngine
+
+        return AsyncEngine(target)
+    return target
+
+
+def _held(registry: Any) -> list[tuple[Session, Callable[[], None]]]:
+    """The sessions a scoped_session (or async_scoped_session) holds, each
+    with a way to drop it: every scope's for a ScopedRegistry
+    (Flask-SQLAlchemy: one per app context; async: one per task), this
+    thread's for a thread-local one. An ``AsyncSession`` is given as its
+    sync Session, which the run's connection serves from sync code."""
     store: Any = registry.registry
     if hasattr(store, "scopefunc"):
-        return [(session, _dropper(store.registry, key)) for key, session in list(store.registry.items())]
-    return [(store(), store.clear)] if store.has() else []
+        return [(_sync(session), _dropper(store.registry, key)) for key, session in list(store.registry.items())]
+    return [(_sync(store()), store.clear)] if store.has() else []
+
+
+def _sync(session: Any) -> Session:
+    return getattr(session, "sync_session", session)  # type: ignore[no-any-return]
 
 
 def _dropper(held: dict[Any, Any], key: Any) -> Callable[[], None]:

@@ -189,7 +189,7 @@ class SavepointConnection:
     _sqltx_stop: type[BaseException] | None = None  # a stop that came during that statement
     _sqltx_lost: bool = False  # the owner saw the server drop the connection
     #: one thread at a time talks to the driver (some, like mysqlclient, refuse two)
-    _sqltx_lock: threading.RLock
+    _sqltx_lock: Any
     #: what a real COMMIT would check, run at each app commit
     _sqltx_commit_check: CommitCheck | None = None
 
@@ -215,6 +215,10 @@ class SavepointConnection:
     def _sqltx_alive(self) -> bool:
         """Whether the driver still has a connection to the server."""
         return True
+
+    def _sqltx_new_lock(self) -> Any:
+        """The lock one thread at a time talks to the driver under (reentrant)."""
+        return threading.RLock()
 
     def _sqltx_send(self, step: Step) -> None:
         if not step:
@@ -272,7 +276,7 @@ class SavepointConnection:
     def sqltx_arm(self) -> None:
         """From now on, app transaction control maps onto savepoints."""
         self._sqltx_stack = SavepointStack()
-        self._sqltx_lock = threading.RLock()
+        self._sqltx_lock = self._sqltx_new_lock()
         self._sqltx_send(self._sqltx_stack.arm())
         self._sqltx_pid = os.getpid()
         self._sqltx_armed = True
@@ -282,7 +286,7 @@ class SavepointConnection:
         self._sqltx_autocommit = False
         self._sqltx_settings = {}
 
-    def sqltx_lock(self) -> threading.RLock:
+    def sqltx_lock(self) -> Any:
         """The lock under which one thread at a time talks to the driver."""
         return self._sqltx_lock
 

@@ -14,13 +14,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from .errors import NotActiveError, ScopeEndedError
+from .errors import AsyncDriverRequiredError, NotActiveError, ScopeEndedError
 from .redirect import Redirection
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 __unittest = True
 
@@ -68,7 +71,9 @@ class Scope:
 
     ``engine``: an Engine whose every connection is the test transaction.
     ``connection`` and ``session`` are made on first use and closed when the
-    scope ends. All handles share one transaction: a commit through any of
+    scope ends. With an async driver, ``async_engine``, ``async_connection``
+    and ``async_session`` are their asyncio counterparts, on the same
+    transaction. All handles share one transaction: a commit through any of
     them keeps the work until the scope ends; a rollback through any of them
     undoes everything since the last commit.
 
@@ -101,6 +106,7 @@ class Scope:
         self.restore_sequences: dict[str, int | None] | None = None
         self._connection: Connection | None = None
         self._session: Session | None = None
+        self._async: dict[str, Any] = {}
 
     @property
     def replayable(self) -> bool:
@@ -123,13 +129,52 @@ class Scope:
             self._session = Session(bind=self.engine)
         return self._session
 
+    @property
+    def async_engine(self) -> AsyncEngine:
+        """An ``AsyncEngine`` whose every connection is the test transaction."""
+        engine: AsyncEngine | None = self._async.get("engine")
+        if engine is None or engine.sync_engine is not self.engine:
+            self._check_open()
+            if not self.engine.dialect.is_async:
+                raise AsyncDriverRequiredError(str(self.engine.url), self.engine.dialect.driver)
+            from sqlalchemy.ext.asyncio import AsyncEngine
+
+            engine = self._async["engine"] = AsyncEngine(self.engine)
+        return engine
+
+    @property
+    def async_connection(self) -> AsyncConnection:
+        """An ``AsyncConnection`` in the test transaction (made on first use)."""
+        connection: AsyncConnection | None = self._async.get("connection")
+        if connection is None:
+            from sqlalchemy.ext.asyncio import AsyncConnection
+
+            engine = self.async_engine
+            connection = self._async["connection"] = AsyncConnection(engine, self.engine.connect())
+        return connection
+
+    @property
+    def async_session(self) -> AsyncSession:
+        """An ``AsyncSession`` in the test transaction (made on first use)."""
+        session: AsyncSession | None = self._async.get("session")
+        if session is None:
+            from sqlalchemy.ext.asyncio import AsyncSession
+
+            session = self._async["session"] = AsyncSession(bind=self.async_engine)
+        return session
+
     def _check_open(self) -> None:
         if self.closed:
             raise ScopeEndedError(self.depth)
 
     def close(self) -> None:
         """Close the handles (the scope's transaction is rolled back right after)."""
-        for handle in (self._session, self._connection):
+        # An async handle closes through its sync one: the run's connection
+        # reaches the driver from sync code too (see runloop.py).
+        session, connection = self._async.get("session"), self._async.get("connection")
+        self._async = {}
+        for handle in (session and session.sync_session, connection and connection.sync_connection,
+                       self._session, self._connection):
             if handle is not None:
                 try:
                     handle.close()

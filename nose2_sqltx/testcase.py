@@ -22,8 +22,7 @@ several connections that see each other's data) asks for them with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -35,7 +34,7 @@ from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "asks_real_commits", "real_commits"]
+__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "real_commits"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +70,35 @@ class _Handle:
                     return self  # test loaders scan class attributes before the run
                 scope = active_database("DatabaseTest").current_scope
         return getattr(scope, self.name)
+
+
+class QueryCount:
+    """What ``assertNumQueries`` returns: a context manager (``with``, and
+    ``async with`` in an ``AsyncDatabaseTest``) that fails ``test`` unless
+    exactly ``num`` statements went through ``scope`` inside it."""
+
+    def __init__(self, test: Any, scope: Scope, num: int) -> None:
+        self.test = test
+        self.scope = scope
+        self.num = num
+        self.start = 0
+
+    def __enter__(self) -> None:
+        self.start = len(self.scope.queries)
+
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None:
+            return  # the block's own error is the one to report
+        sent = self.scope.queries[self.start:]
+        if len(sent) != self.num:
+            listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(sent, 1))
+            self.test.fail(f"{len(sent)} queries sent, {self.num} expected" + (f":\n{listing}" if sent else ""))
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        self.__exit__(kind)
 
 
 class DatabaseTest:
@@ -174,22 +202,11 @@ class DatabaseTest:
         The failure lists the statements. Only SQL counts: commits and
         rollbacks, which nose2-sqltx maps onto savepoints, do not.
         """
-        context = self._sqltx_count_queries(num)
+        context = QueryCount(self, self._sqltx_current(), num)
         if func is None:
             return context
         with context:
             return func(*args, **kwargs)
-
-    @contextmanager
-    def _sqltx_count_queries(self, num: int) -> Iterator[None]:
-        scope = self._sqltx_current()
-        start = len(scope.queries)
-        yield
-        sent = scope.queries[start:]
-        if len(sent) != num:
-            listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(sent, 1))
-            self.fail(f"{len(sent)} queries sent, {num} expected"  # type: ignore[attr-defined]
-                      + (f":\n{listing}" if sent else ""))
 
     def _sqltx_end_test(self, scope: Scope) -> None:
         self.__dict__["_sqltx_scope"] = None

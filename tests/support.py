@@ -40,6 +40,10 @@ QUICK = os.environ.get(QUICK_ENV, "") not in ("", "0")
 #: in a fresh directory, which must be empty again after the run
 ALL_TARGETS = ("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite", "sqlite-file")
 TARGETS = ("postgresql+psycopg2", "mysql+pymysql", "sqlite") if QUICK else ALL_TARGETS
+#: every database/async driver the async scenarios run on ("-file": SQLite in a file, as above)
+ALL_ASYNC_TARGETS = ("postgresql+asyncpg", "postgresql+psycopg_async", "mysql+aiomysql", "mysql+asyncmy",
+                     "sqlite+aiosqlite", "sqlite+aiosqlite-file")
+ASYNC_TARGETS = ("postgresql+asyncpg", "mysql+aiomysql", "sqlite+aiosqlite") if QUICK else ALL_ASYNC_TARGETS
 #: the databases with a server, each with every driver (quick: one each)
 SERVER_TARGETS = tuple(t for t in TARGETS if not t.startswith("sqlite"))
 SCENARIOS = Path(__file__).parent / "functional" / "scenarios"
@@ -80,7 +84,8 @@ def each_target(*targets: str) -> Callable[[Callable[..., None]], Callable[..., 
     Targets a quick run leaves out are left out here too."""
 
     def mark(method: Callable[..., None]) -> Callable[..., None]:
-        method._targets = tuple(t for t in (targets or TARGETS) if t in TARGETS)  # type: ignore[attr-defined]
+        known = (*TARGETS, *ASYNC_TARGETS)
+        method._targets = tuple(t for t in (targets or TARGETS) if t in known)  # type: ignore[attr-defined]
         return method
 
     return mark
@@ -92,10 +97,10 @@ def target_dsn(target: str, directory: str | None = None) -> str:
         return dsn(target.split("+")[1])
     if target.startswith("mysql+"):
         return mysql_dsn(target.split("+")[1])
-    if target == "sqlite":
-        return "sqlite://"
-    if target == "sqlite-file" and directory is not None:
-        return f"sqlite:///{directory}/run.db"
+    if target in ("sqlite", "sqlite+aiosqlite"):
+        return f"{target}://"
+    if target.startswith("sqlite") and target.endswith("-file") and directory is not None:
+        return f"{target.removesuffix('-file')}:///{directory}/run.db"
     raise ValueError(f"unknown target {target!r}")
 
 
@@ -285,7 +290,7 @@ class FunctionalTest(unittest.TestCase):
     def run_scenario(self, scenario: str, *args: str, expect: int = 0, target: str | None = None,
                      **kwargs: object) -> Run:
         """Run a scenario (on ``target``), check its exit status and that it left nothing behind."""
-        if target == "sqlite-file":
+        if target is not None and target.endswith("-file"):
             # A file in a fresh directory: the run makes it, and must remove it.
             with tempfile.TemporaryDirectory() as tmp:
                 env: Any = {**(kwargs.pop("env", None) or {}), "SQLTX_DSN": target_dsn(target, tmp)}  # type: ignore[dict-item]

@@ -33,13 +33,14 @@ def _importable(url: URL, driver: str) -> bool:
 def with_installed_driver(url: URL) -> URL:
     """``url`` with a driver that is installed, where it names none
     (``postgresql://``): SQLAlchemy's default for it if that is installed
-    (psycopg 3 on SQLAlchemy 2.1, psycopg2 on 2.0), else another one the
+    (psycopg 3 on SQLAlchemy 2.1, psycopg2 on 2.0), else another sync one the
     backend supports that is. A URL that names its driver is left alone."""
     backend_cls = registry.get(url.get_backend_name())
     if "+" in url.drivername or backend_cls is None:
         return url
     default = url.get_driver_name()
-    for driver in [default, *sorted(d for d in backend_cls.drivers if d != default)]:
+    others = sorted(d for d in backend_cls.drivers if d != default and d not in backend_cls.async_drivers)
+    for driver in [default, *others]:
         if driver in backend_cls.drivers and _importable(url, driver):
             return url if driver == default else url.set(drivername=f"{url.get_backend_name()}+{driver}")
     return url

@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Connection, Engine, create_engine, inspect
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, QueuePool
 
 from ..errors import ConfigError, SetupError
 from ..messages import mask_url
+from ..runloop import RunLoop
 from ..savepoints import CommitCheck
+from .async_drivers import AsyncDriver, bridge_engine, bridged_pool
 
 __unittest = True
 
@@ -57,6 +60,8 @@ class Backend:
     #: driver arguments the run's connection sets itself (see :meth:`install`),
     #: with their values: an app engine's other value cannot be carried over
     own_connect_args: ClassVar[Mapping[str, object]] = {}
+    #: the async drivers among ``drivers``, with what the run needs to know of each
+    async_drivers: ClassVar[Mapping[str, AsyncDriver]] = {}
 
     def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url
@@ -75,6 +80,52 @@ class Backend:
                 key, mask_url(url), f"the driver {driver!r} is not installed ({exc})",
                 f"pip install {self.drivers[driver]}, or name another driver in the URL",
             ) from None
+        if self.is_async:
+            try:
+                import greenlet  # noqa: F401  (SQLAlchemy's asyncio layer runs on it)
+            except ImportError:
+                raise ConfigError(
+                    key, mask_url(url), f"the async driver {driver!r} needs the greenlet package, "
+                    "which is not installed", "pip install greenlet (or nose2-sqltx[async])",
+                ) from None
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the URL names an async driver (see :mod:`nose2_sqltx.runloop`)."""
+        return self.driver in self.async_drivers
+
+    @property
+    def loop(self) -> RunLoop:
+        """The event loop the connections of an async driver live on (made on first use)."""
+        loop: RunLoop | None = self.__dict__.get("_loop")
+        if loop is None or not loop.alive:
+            loop = self.__dict__["_loop"] = RunLoop()
+        return loop
+
+    def close_loop(self) -> None:
+        """Stop the event loop of :attr:`loop`, if one was made."""
+        loop: RunLoop | None = self.__dict__.pop("_loop", None)
+        if loop is not None:
+            loop.close()
+
+    def create_engine(self, url: URL, *, run: bool = False, poolclass: type[Pool] | None = None,
+                      **kwargs: Any) -> Engine:
+        """An Engine on ``url`` for the run's own use (``run``: the run's
+        connection, whose transaction control maps onto savepoints). With an
+        async driver, a sync Engine whose connections reach the driver on
+        :attr:`loop`, from sync and async code alike."""
+        if not self.is_async:
+            engine = create_engine(url, poolclass=poolclass or QueuePool, **kwargs)
+            if run:
+                self.install(engine)
+            return engine
+        # (an AsyncEngine over it checks that its pool is one for asyncio)
+        engine = create_engine(url, poolclass=bridged_pool(poolclass or AsyncAdaptedQueuePool, self.loop), **kwargs)
+        bridge_engine(engine, self.loop, self.async_drivers[self.driver], self.async_connect_params)
+        return engine
+
+    def async_connect_params(self, cparams: dict[str, Any]) -> None:
+        """Adjust an async driver's connect arguments (an application name)."""
 
     def prepare(self) -> URL:
         """Before the run connects: the URL the run's engine should use.

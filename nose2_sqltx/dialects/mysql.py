@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -37,6 +37,7 @@ from ..errors import ImplicitCommitError, SetupError
 from ..leaks import unwatched
 from ..messages import exception_chain, first_line, short_sql
 from ..savepoints import IDLE, INTRANS, SavepointConnection, reported
+from .async_drivers import AsyncDriver, AsyncRunConnection
 from .base import OWN_CLASS, SYSTEM_SCHEMAS, Backend, register, remember_isolation_level
 from .mysql_statements import ends_transaction, implicit_commit_fix, rolls_back
 
@@ -147,6 +148,31 @@ def _adapter(module: str) -> tuple[Any, Any]:
     return MySQLConnection, Cursor
 
 
+def _async_precheck(connection: Any, statement: object) -> None:
+    fix = implicit_commit_fix(statement)
+    if fix is not None:
+        raise ImplicitCommitError(short_sql(statement), connection._sqltx_server, fix)
+    connection._sqltx_ending = ends_transaction(statement)
+
+
+def _aiomysql_status(connection: Any) -> int:
+    # aiomysql keeps the server's status flags of the last OK packet, as PyMySQL does.
+    return INTRANS if (connection.sqltx_raw.server_status or 0) & _SERVER_STATUS_IN_TRANS else IDLE
+
+
+def _asyncmy_status(connection: Any) -> int:
+    # asyncmy does not keep them up to date: as with mysqlclient, a COMMIT or
+    # ROLLBACK is known by its text (one the cursors cannot see is found when
+    # the scope ends, as its savepoint is gone).
+    ending, connection._sqltx_ending = getattr(connection, "_sqltx_ending", False), False
+    return IDLE if ending else INTRANS
+
+
+def _async_driver(status: Any) -> AsyncDriver:
+    return AsyncDriver(status=status, alive=lambda raw: not getattr(raw, "closed", False),
+                       one_statement_per_call=True, precheck=_async_precheck)
+
+
 @cache
 def _classes(driver: str) -> tuple[Any, Any]:
     return _adapter("pymysql" if driver == "pymysql" else "MySQLdb")
@@ -158,7 +184,10 @@ class MySQL(Backend):
     (``mysql://``, ``mysql+mysqldb://``)."""
 
     display_name = "MySQL"
-    drivers: ClassVar[dict[str, str]] = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient"}
+    drivers: ClassVar[dict[str, str]] = {"pymysql": "PyMySQL", "mysqldb": "mysqlclient",
+                                         "aiomysql": "aiomysql", "asyncmy": "asyncmy"}
+    async_drivers: ClassVar[Mapping[str, AsyncDriver]] = {"aiomysql": _async_driver(_aiomysql_status),
+                                                          "asyncmy": _async_driver(_asyncmy_status)}
     own_connect_args: ClassVar[Mapping[str, object]] = {"cursorclass": OWN_CLASS}
     transactional_ddl = False
     worker_namespace = "a database of its own, dropped at the end"
@@ -200,7 +229,7 @@ class MySQL(Backend):
             return self.url
         # A plain connection (no savepoint mapping) that lives as long as the run: its id
         # names the database, and it is what tells later runs this one is alive.
-        self._admin_engine = unwatched(create_engine(self.url, poolclass=NullPool))
+        self._admin_engine = unwatched(self.create_engine(self.url, poolclass=NullPool))
         admin = self._admin = self._admin_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         me, user, charset, collation = admin.execute(text(
             "SELECT CONNECTION_ID(), CURRENT_USER(), "
@@ -272,6 +301,24 @@ class MySQL(Backend):
         return dropped
 
     # -- the run's connection ------------------------------------------------
+    def create_engine(self, url: URL, *, run: bool = False, **kwargs: Any) -> Engine:
+        engine = super().create_engine(url, run=run, **kwargs)
+        if run and self.is_async:
+            self._server_listener(engine)
+
+            @event.listens_for(engine, "connect")
+            def _thread_id(dbapi_connection: Any, rec: Any) -> None:
+                dbapi_connection._sqltx_thread_id = int(dbapi_connection.sqltx_raw.server_thread_id[0])
+        return engine
+
+    def _server_listener(self, engine: Engine) -> None:
+        @event.listens_for(engine, "first_connect")
+        def _server(dbapi_connection: Any, rec: Any) -> None:
+            # Which server decides the timeout settings and the error texts.
+            raw = dbapi_connection.sqltx_raw if isinstance(dbapi_connection, AsyncRunConnection) else dbapi_connection
+            self.mariadb = "mariadb" in str(raw.get_server_info()).lower()
+            dbapi_connection._sqltx_server = "MariaDB" if self.mariadb else "MySQL"
+
     def install(self, engine: Engine) -> None:
         connection_cls, cursor_cls = _classes(self.driver)
 
@@ -286,12 +333,7 @@ class MySQL(Backend):
             # let ask the connection while a statement runs.
             dbapi_connection._sqltx_thread_id = int(dbapi_connection.thread_id())
 
-        @event.listens_for(engine, "first_connect")
-        def _server(dbapi_connection: Any, rec: Any) -> None:
-            # Which server decides the timeout settings and the error texts.
-            self.mariadb = "mariadb" in str(dbapi_connection.get_server_info()).lower()
-            dbapi_connection._sqltx_server = "MariaDB" if self.mariadb else "MySQL"
-
+        self._server_listener(engine)
         remember_isolation_level(engine)
 
     def other_session_sql(self, lock_timeout_ms: int) -> list[str]:
@@ -300,7 +342,7 @@ class MySQL(Backend):
 
     def cancel(self, dbapi_connection: Any) -> None:
         # The protocol has no cancel request: KILL QUERY from a connection of its own.
-        engine = unwatched(create_engine(self.url, poolclass=NullPool))
+        engine = unwatched(self.create_engine(self.url, poolclass=NullPool))
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql(f"KILL QUERY {int(dbapi_connection._sqltx_thread_id)}")
@@ -345,10 +387,16 @@ class MySQL(Backend):
         return statement is None or not rolls_back(statement)
 
     def socket_fd(self, dbapi_connection: Any) -> int | None:
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            writer = getattr(dbapi_connection.sqltx_raw, "_writer", None)  # aiomysql, asyncmy: a stream
+            sock = writer.transport.get_extra_info("socket") if writer is not None else None
+            return sock.fileno() if sock is not None else None
         sock = getattr(dbapi_connection, "_sock", None)  # PyMySQL has no fileno()
         return sock.fileno() if sock is not None else super().socket_fd(dbapi_connection)
 
     def server_version(self, dbapi_connection: Any) -> str:
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            dbapi_connection = dbapi_connection.sqltx_raw
         info = str(dbapi_connection.get_server_info())
         match = re.search(r"(\d+\.\d+\.\d+)-MariaDB", info)
         if match:
@@ -390,6 +438,7 @@ def _error_code(exc: BaseException) -> int | None:
     """The server's error number in ``exc``'s chain (SQLAlchemy wrappers, causes)."""
     for cause in exception_chain(exc):
         args = getattr(cause, "args", ())
-        if type(cause).__module__.split(".")[0] in ("pymysql", "MySQLdb") and args and isinstance(args[0], int):
+        if type(cause).__module__.split(".")[0] in ("pymysql", "MySQLdb", "asyncmy") and args \
+                and isinstance(args[0], int):
             return int(args[0])
     return None

@@ -19,6 +19,7 @@ from sqlalchemy.schema import DropSchema
 from ..errors import SetupError
 from ..messages import exception_chain
 from ..savepoints import IDLE, CommitCheck, SavepointConnection, StatementCheck, guarded_setting, reported
+from .async_drivers import AsyncDriver, AsyncRunConnection
 from .base import OWN_CLASS, Backend, register
 
 __unittest = True
@@ -197,14 +198,33 @@ def _psycopg_classes() -> tuple[Any, Any]:
     return Connection, Cursor
 
 
+def _asyncpg_fileno(raw: Any) -> int | None:
+    sock = raw._transport.get_extra_info("socket") if raw._transport is not None else None
+    return sock.fileno() if sock is not None else None
+
+
+_ASYNC_DRIVERS = {
+    # asyncpg cannot tell a failed transaction from a good one: the wrapper follows it
+    "asyncpg": AsyncDriver(alive=lambda raw: not raw.is_closed(), execute=lambda raw, sql: raw.execute(sql),
+                           fileno=_asyncpg_fileno),
+    "psycopg_async": AsyncDriver(status=lambda conn: int(conn.sqltx_raw.info.transaction_status), loop_bound=False,
+                                 alive=lambda raw: not (raw.closed or raw.broken),
+                                 execute=lambda raw, sql: raw.execute(sql), fileno=lambda raw: raw.pgconn.socket),
+}
+
+
 @register("postgresql")
 class PostgreSQL(Backend):
-    """PostgreSQL through psycopg2 (``postgresql://``, ``postgresql+psycopg2://``)
-    or psycopg 3 (``postgresql+psycopg://``)."""
+    """PostgreSQL through psycopg2 (``postgresql://``, ``postgresql+psycopg2://``),
+    psycopg 3 (``postgresql+psycopg://``), and async: asyncpg
+    (``postgresql+asyncpg://``) or psycopg 3's async connection
+    (``postgresql+psycopg_async://``)."""
 
     display_name = "PostgreSQL"
     #: driver name in the URL -> the package that provides it
-    drivers: ClassVar[dict[str, str]] = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'"}
+    drivers: ClassVar[dict[str, str]] = {"psycopg2": "psycopg2-binary", "psycopg": "'psycopg[binary]'",
+                                         "asyncpg": "asyncpg", "psycopg_async": "'psycopg[binary]'"}
+    async_drivers: ClassVar[Mapping[str, AsyncDriver]] = _ASYNC_DRIVERS
     own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
 
     def install(self, engine: Engine) -> None:
@@ -223,14 +243,34 @@ class PostgreSQL(Backend):
                 cparams.setdefault("application_name", APPLICATION_NAME)
                 return connection_cls.connect(*cargs, **cparams)
 
+    def async_connect_params(self, cparams: dict[str, Any]) -> None:
+        if self.driver == "asyncpg":
+            # asyncpg takes server settings in a dict of their own (SQLAlchemy passes a
+            # URL's ?application_name= on as an argument asyncpg would refuse)
+            settings = cparams.setdefault("server_settings", {})
+            settings.setdefault("application_name", cparams.pop("application_name", APPLICATION_NAME))
+        else:
+            cparams.setdefault("application_name", APPLICATION_NAME)
+
+    def socket_fd(self, dbapi_connection: Any) -> int | None:
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            return self.async_drivers[self.driver].fileno(dbapi_connection.sqltx_raw)
+        return super().socket_fd(dbapi_connection)
+
     def blocked_by_sql(self) -> str | None:
         # waitstart: when the wait began (PostgreSQL 14+); pg_blocking_pids
         # only for the waits, which are few.
-        return ("SELECT DISTINCT l.pid FROM pg_locks l WHERE NOT l.granted AND l.pid <> %(run)s "
-                "AND l.waitstart < clock_timestamp() - %(ms)s * interval '1 millisecond' "
-                "AND %(run)s = ANY(pg_blocking_pids(l.pid))")
+        # (named binds, typed: every driver's paramstyle, asyncpg's too)
+        return ("SELECT DISTINCT l.pid FROM pg_locks l WHERE NOT l.granted AND l.pid <> CAST(:run AS integer) "
+                "AND l.waitstart < clock_timestamp() - CAST(:ms AS integer) * interval '1 millisecond' "
+                "AND CAST(:run AS integer) = ANY(pg_blocking_pids(l.pid))")
 
     def tables_size(self, dbapi_connection: Any, names: Sequence[str]) -> int | None:
+        sql = ("SELECT coalesce(sum(pg_total_relation_size(to_regclass(quote_ident(n)))), 0)::bigint "
+               "FROM unnest(%s::text[]) AS n")
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            names_sql = "ARRAY[" + ", ".join("'" + n.replace("'", "''") + "'" for n in names) + "]"
+            return int(dbapi_connection.sqltx_scalar(sql % (names_sql if names else "'{}'")) or 0)
         # A plain cursor of the driver's: not the app's statement, not in any query log.
         if self.driver == "psycopg2":
             import psycopg2.extensions
@@ -241,20 +281,27 @@ class PostgreSQL(Backend):
 
             cursor = psycopg.Cursor(dbapi_connection)
         try:
-            cursor.execute("SELECT coalesce(sum(pg_total_relation_size(to_regclass(quote_ident(n)))), 0)::bigint "
-                           "FROM unnest(%s::text[]) AS n", (list(names),))
+            cursor.execute(sql, (list(names),))
             row = cursor.fetchone()
         finally:
             cursor.close()
         return int(row[0]) if row else 0
 
     def backend_pid(self, dbapi_connection: Any) -> int | None:
-        return int(dbapi_connection.info.backend_pid)
+        # the run's connection, or any other's: SQLAlchemy's async adapters hold the driver's own
+        raw = dbapi_connection.sqltx_raw if isinstance(dbapi_connection, AsyncRunConnection) \
+            else getattr(dbapi_connection, "driver_connection", dbapi_connection)
+        get_pid = getattr(raw, "get_server_pid", None)  # asyncpg
+        return int(get_pid() if get_pid is not None else raw.info.backend_pid)
 
     def is_cancel(self, exc: BaseException) -> bool:
         return _sqlstate(exc)[0] == _QUERY_CANCELED
 
     def cancel(self, dbapi_connection: Any) -> None:
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            # the driver's task cancelled on the run's loop: the driver sends the cancel request
+            dbapi_connection.sqltx_cancel()
+            return
         # libpq's cancel request: its own short connection, safe from any thread.
         dbapi_connection.cancel()
 
@@ -330,6 +377,12 @@ class PostgreSQL(Backend):
                               recover=(f"ROLLBACK TO SAVEPOINT {_CHECK}", f"RELEASE SAVEPOINT {_CHECK}"))
 
     def server_version(self, dbapi_connection: Any) -> str:
+        if isinstance(dbapi_connection, AsyncRunConnection) and self.driver == "asyncpg":
+            version = dbapi_connection.sqltx_raw.get_server_version()
+            # asyncpg files PostgreSQL 10+'s "15.4" as major 15, micro 4
+            return f"PostgreSQL {version.major}.{version.micro if version.major >= 10 else version.minor}"
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            dbapi_connection = dbapi_connection.sqltx_raw
         number = int(dbapi_connection.info.server_version)
         return f"PostgreSQL {number // 10000}.{number % 10000}"
 

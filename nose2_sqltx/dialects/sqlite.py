@@ -30,6 +30,7 @@ from sqlalchemy.engine import URL
 
 from ..errors import SetupError
 from ..savepoints import IDLE, INTRANS, CommitCheck, SavepointConnection, guarded_setting, reported
+from .async_drivers import AsyncDriver, AsyncRunConnection
 from .base import OWN_CLASS, Backend, register, remember_isolation_level
 
 __unittest = True
@@ -38,6 +39,12 @@ __unittest = True
 _BEGIN = re.compile(r"\s*BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*\Z", re.IGNORECASE)
 #: a foreign key that SQLite checks only at COMMIT
 _DEFERRED = re.compile(r"\bINITIALLY\s+DEFERRED\b", re.IGNORECASE)
+
+
+def _nested_begin() -> Exception:
+    import sqlite3
+
+    return sqlite3.OperationalError("cannot start a transaction within a transaction")
 
 
 def split_script(script: str) -> list[str]:
@@ -191,10 +198,16 @@ class ForeignKeyCheck(CommitCheck):
 @register("sqlite")
 class SQLite(Backend):
     """SQLite through the standard library's sqlite3 (``sqlite://`` in memory,
-    ``sqlite:///path/to/file.db``)."""
+    ``sqlite:///path/to/file.db``), or async through aiosqlite
+    (``sqlite+aiosqlite://``)."""
 
     display_name = "SQLite"
-    drivers: ClassVar[dict[str, str]] = {"pysqlite": "nothing (it is Python's own sqlite3 module)"}
+    drivers: ClassVar[dict[str, str]] = {"pysqlite": "nothing (it is Python's own sqlite3 module)",
+                                         "aiosqlite": "aiosqlite"}
+    # SQLite has no failed-transaction state (see the sync class's _sqltx_status)
+    async_drivers: ClassVar[Mapping[str, AsyncDriver]] = {"aiosqlite": AsyncDriver(
+        status=lambda conn: INTRANS if conn.sqltx_raw.in_transaction else IDLE, one_statement_per_call=True,
+        loop_bound=False, app_begin=_BEGIN, nested_begin_error=_nested_begin)}
     worker_namespace = "an in-memory database of its own"
     named_databases = False  # a file's name says nothing; its tables do
     own_connect_args: ClassVar[Mapping[str, object]] = {"factory": OWN_CLASS, "isolation_level": None,
@@ -244,6 +257,9 @@ class SQLite(Backend):
 
         remember_isolation_level(engine)
 
+    def async_connect_params(self, cparams: dict[str, Any]) -> None:
+        cparams["isolation_level"] = None  # the driver's own BEGIN/COMMIT off
+
     def begin_sql(self) -> list[str]:
         return ["BEGIN"]
 
@@ -256,6 +272,8 @@ class SQLite(Backend):
             name not in ("", ":memory:") and os.path.abspath(name) == self.path
 
     def cancel(self, dbapi_connection: Any) -> None:
+        if isinstance(dbapi_connection, AsyncRunConnection):
+            dbapi_connection = dbapi_connection.sqltx_raw._conn  # aiosqlite's sqlite3 connection
         dbapi_connection.interrupt()  # sqlite3 allows it from any thread
 
     def commit_check(self, conn: Connection) -> CommitCheck | None:

@@ -67,8 +67,9 @@ class TestRedirectedApps(FunctionalTest):
         run = run_nose2("apps_wrong")
         self.assertEqual(run.returncode, 2, run.output)
         self.assertEqual(run.stderr.strip().splitlines(), [
-            "nose2-sqltx: error: [sqltx] engines = wrong_db:SessionLocal: is a sessionmaker, not an Engine (list it "
-            "under sessions). Point it at the object your app uses, e.g. myapp.db:engine or myapp:db"])
+            "nose2-sqltx: error: [sqltx] engines = wrong_db:SessionLocal: is a sessionmaker, not an Engine or "
+            "AsyncEngine (list it under sessions). Point it at the object your app uses, e.g. myapp.db:engine or "
+            "myapp:db"])
 
     def test_a_change_committed_outside_fails_the_run(self):
         self.addCleanup(psql, "DROP TABLE IF EXISTS sqltx_leftover")

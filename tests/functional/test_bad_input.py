@@ -73,10 +73,10 @@ class TestBadInput(OneLineErrorTest):
             f"mysql+pymysql://root:{SECRET}@127.0.0.1:1/test": (
                 "cannot connect to mysql+pymysql://root:***@127.0.0.1:1/test", "Can't connect"),
             f"mysql+mysqldb://root:{SECRET}@127.0.0.1:1/test": ("cannot connect to mysql+mysqldb://root:***@",),
-            "mysql+asyncmy://u@h/d": ("driver 'asyncmy' is not supported for MySQL", "mysql+pymysql"),
+            "mysql+mysqlconnector://u@h/d": ("driver 'mysqlconnector' is not supported for MySQL", "mysql+pymysql"),
             "sqlite:////no/such/directory/x.db": ("cannot connect to sqlite:////no/such/directory/x.db",
                                                   "unable to open database file"),
-            "postgresql+asyncpg://u@h/d": ("driver 'asyncpg' is not supported", "postgresql+psycopg2"),
+            "postgresql+pg8000://u@h/d": ("driver 'pg8000' is not supported", "postgresql+psycopg2"),
         }
         for value, fragments in cases.items():
             with self.subTest(dsn=value.replace(SECRET, "***")):

@@ -3,7 +3,7 @@ the same results as a serial run, no hang, nothing left behind."""
 
 import re
 
-from tests.support import FunctionalTest, run_nose2
+from tests.support import FunctionalTest, each_target, run_nose2
 
 MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
 OUTCOME = re.compile(r"\(([\w.]+)\) \.\.\. (ok|FAIL|ERROR)$", re.M)  # mp prints the name twice
@@ -35,6 +35,20 @@ class TestParallel(FunctionalTest):
     def test_psycopg3_workers(self):
         run = self.run_scenario("parallel", *MP, driver="psycopg", expect=1, timeout=300)
         self.assertIn("FAILED (failures=6, errors=6)", run.stderr)
+
+    @each_target("postgresql+asyncpg", "mysql+aiomysql")
+    def test_async_workers(self, target):
+        # each worker's run has a loop of its own for its async connection
+        shared = target.startswith("postgresql")  # MySQL's workers have a database each
+        run = self.run_scenario("async_semantics", *MP, target=target, expect=1 if shared else 0, timeout=300)
+        seen = outcomes(run)
+        self.assertEqual(len(seen), 20, run.stderr[-3000:])
+        if shared:  # real commits are refused where workers share a database (as for sync tests)
+            real = "test_async.TestAsyncRealCommits.test_other_connections_see_committed_rows"
+            self.assertEqual(seen.pop(real), "ERROR")
+            self.assertIn("real commits failed: they cannot be given to parallel workers", run.stderr)
+        self.assertEqual(set(seen.values()), {"ok"}, run.stderr[-3000:])
+        self.assertIn("parallel workers, each in", run.stderr)
 
     def test_a_worker_that_cannot_connect_fails_every_test_it_gets(self):
         run = self.run_scenario("parallel_broken", *MP, expect=1, timeout=120)

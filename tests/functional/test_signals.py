@@ -5,7 +5,7 @@ one line that says so, and nothing is left."""
 import signal
 import time
 
-from tests.support import FunctionalTest, each_target, slow_run, snapshot
+from tests.support import ASYNC_TARGETS, FunctionalTest, each_target, slow_run, snapshot
 
 #: how long the blocked statement would run without a cancel: far beyond what the tests allow
 BLOCKED_FOR = 60
@@ -14,8 +14,8 @@ ENDS_WITHIN = 10
 
 
 class TestSignals(FunctionalTest):
-    def interrupt(self, sig, target=None, block="sleep"):
-        with slow_run(target=target, block=block) as proc:
+    def interrupt(self, sig, target=None, block="sleep", env=None):
+        with slow_run(target=target, block=block, env=env) as proc:
             if target is None:
                 self.assertEqual(snapshot().sessions, 2, "the run's connection and its lock watchdog are not open")
             time.sleep(0.3)  # into the statement the test blocks in
@@ -46,6 +46,12 @@ class TestSignals(FunctionalTest):
     @each_target("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite-file")
     def test_ctrl_c_in_a_long_statement(self, target):
         self.interrupt(signal.SIGINT, target, block="query")
+
+    @each_target(*ASYNC_TARGETS)
+    def test_async_test_in_a_long_statement(self, target):
+        # the statement runs on the run's loop; the test's loop waits for it
+        self.interrupt(signal.SIGINT, target, block="query", env={"SQLTX_ASYNC": "1"})
+        self.interrupt(signal.SIGTERM, target, block="sleep", env={"SQLTX_ASYNC": "1"})
 
     @each_target("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb")
     def test_sigterm_while_waiting_for_another_connections_lock(self, target):

@@ -77,13 +77,19 @@ class TestRedirection(unittest.TestCase):
     def test_kinds_and_names(self):
         self.assertEqual(redirect_kind(APP_ENGINE), "engine")
         self.assertEqual(redirect_kind(sessionmaker()), "sessionmaker")
+        from sqlalchemy.ext.asyncio import AsyncEngine, async_scoped_session, async_sessionmaker
+
+        self.assertEqual(redirect_kind(AsyncEngine(create_engine("sqlite+aiosqlite://"))), "AsyncEngine")
+        self.assertEqual(redirect_kind(async_sessionmaker()), "async_sessionmaker")
+        self.assertEqual(redirect_kind(async_scoped_session(async_sessionmaker(), scopefunc=object)),
+                         "async_scoped_session")
         self.assertIsNone(redirect_kind(object()))
         self.assertIn(f"{__name__}:APP_ENGINE", names_of(APP_ENGINE))
         with self.assertRaises(UnsupportedObjectError) as caught:
             Redirection({"x": object()})
         self.assertIsInstance(caught.exception, TypeError)
-        self.assertEqual(str(caught.exception), "x is a object, not an Engine, sessionmaker, scoped_session or "
-                         "Flask-SQLAlchemy db")
+        self.assertEqual(str(caught.exception), "x is a object, not an Engine, sessionmaker, scoped_session, "
+                         "Flask-SQLAlchemy db, AsyncEngine, async_sessionmaker or async_scoped_session")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""A small shop: a FastAPI app over async SQLAlchemy 2.0."""

@@ -1,0 +1,110 @@
+"""``AsyncDatabaseTest``: ``DatabaseTest`` for async code.
+
+::
+
+    class TestOrders(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase):
+        @classmethod
+        async def asyncSetUpTestData(cls):    # once per class, rolled back after it
+            cls.session.add(Customer(name="ada"))
+            await cls.session.commit()
+
+        async def test_order(self):           # each test in its own savepoint
+            self.session.add(Order(customer_id=1))
+            await self.session.commit()       # real commit semantics, undone after the test
+
+``self.session`` is an ``AsyncSession``, ``self.connection`` an
+``AsyncConnection`` and ``self.engine`` an ``AsyncEngine``, all on the
+test's savepoint. The run's ``dsn`` names an async driver; every test keeps
+the loop ``IsolatedAsyncioTestCase`` gives it, and the run's connection,
+which lives on a loop of its own, serves them all (see
+:mod:`nose2_sqltx.runloop`).
+"""
+
+from __future__ import annotations
+
+import unittest
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from .errors import AsyncDriverRequiredError
+from .isolation import active_database
+from .runloop import run_coroutine
+from .testcase import DatabaseTest, QueryCount, _Handle
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+__unittest = True
+
+__all__ = ["AsyncDatabaseTest"]
+
+
+class AsyncDatabaseTest(DatabaseTest):
+    """Mixin for ``unittest.IsolatedAsyncioTestCase``: each test runs in a
+    rolled-back savepoint, with async handles.
+
+    ``self.session``: an ``AsyncSession`` in the test transaction.
+    ``self.connection``: an ``AsyncConnection`` in the test transaction.
+    ``self.engine``: an ``AsyncEngine`` whose every connection is the test
+    transaction (apps that open their own connections or sessions).
+
+    Everything else is :class:`~nose2_sqltx.DatabaseTest`'s: the savepoint
+    is opened around ``setUp`` and ``asyncSetUp`` (no ``super()`` call
+    needed), ``real_commits``, ``reset_sequences``, ``self.queries``. Class
+    data comes from :meth:`asyncSetUpTestData`; ``assertNumQueries`` is an
+    async context manager too::
+
+        async with self.assertNumQueries(1):
+            await self.session.execute(select(Customer))
+
+    The same names on the class (``cls.session`` ...) are the class's scope,
+    for :meth:`asyncSetUpTestData`.
+    """
+
+    session: AsyncSession = _Handle("async_session")  # type: ignore[assignment]
+    connection: AsyncConnection = _Handle("async_connection")  # type: ignore[assignment]
+    engine: AsyncEngine = _Handle("async_engine")  # type: ignore[assignment]
+
+    @classmethod
+    async def asyncSetUpTestData(cls) -> None:
+        """Create data shared by every test of the class (runs once, in the
+        class's savepoint; rolled back after the class). Attributes it sets
+        on the class are per test, as with ``setUpTestData``: an ORM object is
+        loaded afresh in the test's session on first read."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if not issubclass(cls, unittest.IsolatedAsyncioTestCase):
+            # A plain TestCase would call the async tests without awaiting them: they would pass unrun.
+            raise TypeError(
+                f"{cls.__qualname__} uses AsyncDatabaseTest with {_bases(cls)}; its async tests would never "
+                "run. Mix it with unittest.IsolatedAsyncioTestCase: "
+                f"class {cls.__name__}(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase)"
+            )
+        database = active_database("AsyncDatabaseTest")
+        if not database.backend.is_async:
+            raise AsyncDriverRequiredError(database.masked_url, database.backend.driver)
+        super().setUpClass()
+
+    @classmethod
+    def setUpTestData(cls) -> None:
+        run_coroutine(cls.asyncSetUpTestData())
+
+    def assertNumQueries(self, num: int, func: Callable[..., Any] | None = None, /,
+                         *args: Any, **kwargs: Any) -> Any:
+        """``async with self.assertNumQueries(2): ...``, or
+        ``await self.assertNumQueries(2, coroutine_function, *args)``: fail
+        unless exactly ``num`` statements are sent (see ``DatabaseTest``)."""
+        context = QueryCount(self, self._sqltx_current(), num)
+        if func is None:
+            return context
+        return _counted(context, func(*args, **kwargs))
+
+
+async def _counted(context: QueryCount, awaitable: Awaitable[Any]) -> Any:
+    async with context:
+        return await awaitable
+
+
+def _bases(cls: type) -> str:
+    return ", ".join(base.__name__ for base in cls.__bases__ if base is not AsyncDatabaseTest) or "no TestCase"

@@ -1,0 +1,330 @@
+"""The run's event loop: where an async driver's connection lives.
+
+An asyncpg connection (and psycopg's ``AsyncConnection``, aiosqlite's,
+aiomysql's) belongs to the event loop it was made on. The run's connection
+must outlive every test, while ``unittest.IsolatedAsyncioTestCase`` gives
+each test a loop of its own (Python 3.11 to 3.13), Starlette's
+``TestClient`` runs the app on a loop in another thread, and the run's own
+bookkeeping (savepoints between tests) is plain sync code with no loop at
+all. So the connection gets a loop of its own: :class:`RunLoop` runs it in
+a thread for the whole run, and every call reaches the driver through
+:meth:`RunLoop.call`, from wherever it is made:
+
+- SQLAlchemy's async adapters are sync code that hands each driver
+  coroutine to ``await_``, which passes it to the greenlet that runs them
+  (SQLAlchemy's ``greenlet_spawn``). :meth:`RunLoop.call` runs the adapter
+  call in a greenlet of its own and sends each coroutine it yields to the
+  run's loop.
+- Called from async code (the adapter call is made under SQLAlchemy's
+  ``greenlet_spawn``, as ``await session.execute()`` does), the caller's
+  loop awaits the result without blocking: its other tasks go on.
+- Called from sync code (the run between tests, a ``DatabaseTest`` in the
+  same run, a thread), the caller waits for the result, as with a sync driver.
+
+One coroutine at a time runs on each connection, in the order they come
+(the driver refuses two at once; two Sessions of one test share it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import inspect
+import sys
+import threading
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+__unittest = True
+
+__all__ = ["RunLoop", "Turns", "LoopBound", "OnRunLoop", "in_bridge", "run_coroutine"]
+
+T = TypeVar("T")
+
+
+@functools.cache
+def _bridge_class() -> Any:
+    # greenlet is imported only by runs with an async driver (SQLAlchemy 2.1 no longer requires it)
+    from greenlet import greenlet
+
+    class Bridge(greenlet):  # type: ignore[misc]
+        """A greenlet SQLAlchemy's ``await_`` accepts: it hands each awaitable to its parent."""
+
+        __sqlalchemy_greenlet_provider__ = True
+        sqltx_bridge = True
+
+        def __init__(self, fn: Callable[..., Any], parent: Any) -> None:
+            super().__init__(fn, parent)
+            # contextvars of the caller (a test's), as SQLAlchemy's own greenlets keep them
+            self.gr_context = parent.gr_context
+
+    return Bridge
+
+
+def in_bridge() -> bool:
+    """Whether this code runs in a call through a run's loop (its awaits go there)."""
+    from greenlet import getcurrent
+
+    return bool(getattr(getcurrent(), "sqltx_bridge", False))
+
+
+class RunLoop:
+    """An event loop in a thread of its own, for the run's async connections.
+
+    A context manager; :meth:`close` stops the loop and joins its thread.
+    """
+
+    def __init__(self, name: str = "nose2-sqltx run loop") -> None:
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._locks: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
+        #: the driver coroutine running now, for a cancel from another thread
+        self._running: asyncio.Task[Any] | None = None
+        self._thread.start()
+        self._ready.wait()
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.call_soon(self._ready.set)
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
+    def __enter__(self) -> RunLoop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def in_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    # -- calls -------------------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``, a sync function that awaits driver
+        coroutines through SQLAlchemy's ``await_``, with those coroutines run
+        on this loop (see the module docstring)."""
+        return self.call_for(None, fn, *args, **kwargs)
+
+    def call_for(self, owner: object, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`call` on behalf of ``owner`` (a connection): the coroutines
+        of calls for one owner run one at a time, in the order they come."""
+        from greenlet import getcurrent
+
+        current = getcurrent()
+        if getattr(current, "sqltx_bridge", False):
+            return fn(*args, **kwargs)  # already inside a call: its driver loop is ours
+        if self.in_loop_thread():
+            raise RuntimeError("nose2-sqltx: the run's loop cannot wait for itself")
+        # Under SQLAlchemy's greenlet_spawn, the caller's loop is the one to give way to.
+        give_way = getattr(current, "__sqlalchemy_greenlet_provider__", False)
+        bridge = _bridge_class()(fn, current)
+        result = bridge.switch(*args, **kwargs)
+        while not bridge.dead:
+            try:
+                value = self._await_here(result, give_way, owner)
+            except BaseException:  # noqa: BLE001 - handed to the call, as SQLAlchemy's greenlet_spawn does
+                result = bridge.throw(*sys.exc_info())
+            else:
+                result = bridge.switch(value)
+        return result  # type: ignore[no-any-return]
+
+    def _await_here(self, awaitable: Awaitable[Any], give_way: bool, owner: object) -> Any:
+        future = self._submit(awaitable, owner)
+        if give_way:
+            from sqlalchemy.util import await_only  # the caller's greenlet_spawn awaits it
+
+            return await_only(asyncio.wrap_future(future))
+        return future.result()
+
+    def _submit(self, awaitable: Awaitable[T], owner: object) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(self._one_at_a_time(awaitable, owner), self.loop)
+
+    async def _one_at_a_time(self, awaitable: Awaitable[T], owner: object) -> T:
+        if owner is None:
+            return await awaitable
+        lock = self._locks.get(owner)
+        if lock is None:
+            lock = self._locks[owner] = asyncio.Lock()
+        async with lock:
+            self._running = asyncio.current_task()
+            try:
+                return await awaitable
+            finally:
+                self._running = None
+
+    def cancel_running(self) -> bool:
+        """Cancel the connection's driver coroutine running now (from any thread); the
+        driver sends the server its cancel request. False if none runs."""
+        running = self._running
+        if running is None:
+            return False
+        self.loop.call_soon_threadsafe(running.cancel)
+        return True
+
+    def close(self) -> None:
+        """Stop the loop (its pending work is cancelled) and join its thread."""
+        if not self._thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self._cancel_all_and_stop)
+        self._thread.join()
+
+    def _cancel_all_and_stop(self) -> None:
+        for task in asyncio.all_tasks(self.loop):
+            task.cancel()
+        self.loop.stop()
+
+
+
+def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run ``coroutine`` to its end from sync code (``asyncSetUpTestData``
+    from ``setUpClass``): on a loop of its own, in a thread of its own if
+    this thread already runs one."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nose2-sqltx") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+class Turns:
+    """A reentrant lock whose holder is a thread or an asyncio task.
+
+    What ``threading.RLock`` is to threads, for the run's connection over an
+    async driver: tasks of one loop share a thread, so an RLock would let
+    two of them in at once. The holder is the greenlet the sync code runs
+    in (SQLAlchemy's, for a task's ``await session.commit()``; the thread's
+    own, for sync code). A task that finds the lock taken gives way to its
+    loop until it is free, so that the holder, maybe a task of the same
+    loop, can finish; a thread waits.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._owner: Any = None
+        self._depth = 0
+
+    @staticmethod
+    def _me() -> Any:
+        from greenlet import getcurrent
+
+        current = getcurrent()
+        while getattr(current, "sqltx_bridge", False):
+            current = current.parent  # a call through the run's loop acts for its caller
+        return current
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        me = self._me()
+        with self._cond:
+            if self._take(me):
+                return
+            if not getattr(me, "__sqlalchemy_greenlet_provider__", False):
+                while not self._take(me):
+                    self._cond.wait()
+                return
+        from sqlalchemy.util import await_only
+
+        while True:
+            await_only(asyncio.sleep(0.0005))
+            with self._cond:
+                if self._take(me):
+                    return
+
+    def _take(self, me: Any) -> bool:
+        if self._owner is None or self._owner is me:
+            self._owner = me
+            self._depth += 1
+            return True
+        return False
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._cond.notify_all()
+
+
+class OnRunLoop:
+    """An awaitable of the driver's, run on the run's loop whichever loop awaits it."""
+
+    __slots__ = ("_awaitable", "_loop", "_owner")
+
+    def __init__(self, loop: RunLoop, awaitable: Awaitable[Any], owner: object) -> None:
+        self._loop = loop
+        self._awaitable = awaitable
+        self._owner = owner
+
+    def __await__(self) -> Any:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop.loop:
+            result = yield from self._awaitable.__await__()
+        else:
+            result = yield from asyncio.wrap_future(self._loop._submit(self._awaitable, self._owner)).__await__()
+        return LoopBound.wrap(result, self._loop, self._owner)
+
+
+class LoopBound:
+    """A driver object (the driver's connection, a prepared statement, a
+    cursor) whose coroutines run on the run's loop, for code that reaches
+    past SQLAlchemy's adapter from another loop: the dialect's set-up of a
+    connection an app engine was handed during the run, ``driver_connection``."""
+
+    def __init__(self, target: Any, loop: RunLoop, owner: object) -> None:
+        self._sqltx_target = target
+        self._sqltx_loop = loop
+        self._sqltx_owner = owner
+
+    @staticmethod
+    def wrap(value: Any, loop: RunLoop, owner: object) -> Any:
+        """``value`` bound to the loop if it is a driver object with coroutines, else as it is."""
+        return LoopBound(value, loop, owner) if _has_coroutines(type(value)) else value
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._sqltx_target, name)
+        if not callable(value) or isinstance(value, type):
+            return value
+        loop, owner = self._sqltx_loop, self._sqltx_owner
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            result = value(*args, **kwargs)
+            if inspect.isawaitable(result):
+                return OnRunLoop(loop, result, owner)
+            return LoopBound.wrap(result, loop, owner)
+
+        return call
+
+    def __repr__(self) -> str:
+        return f"<{self._sqltx_target!r} on the run's loop>"
+
+
+#: per class: whether it has coroutine methods (a driver's object that needs the run's loop)
+_coroutine_classes: dict[type, bool] = {}
+
+
+def _has_coroutines(cls: type) -> bool:
+    known = _coroutine_classes.get(cls)
+    if known is None:
+        known = cls.__module__.split(".")[0] not in ("builtins", "sqlalchemy", "nose2_sqltx") and any(
+            inspect.iscoroutinefunction(getattr(cls, name, None)) for name in dir(cls) if not name.startswith("__"))
+        _coroutine_classes[cls] = known
+    return known
