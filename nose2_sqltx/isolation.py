@@ -310,7 +310,7 @@ class IsolatedDatabase:
         check; return the server's name and version. Raises what :meth:`start`
         would for an unreachable or unsafe database."""
         with connect_errors(self.url):
-            engine = self.backend.create_engine(self.url, poolclass=NullPool)
+            engine = self.backend.create_engine(self.url, side=True, poolclass=NullPool)
             try:
                 with engine.connect() as conn:
                     self._check_safe(conn)

@@ -98,7 +98,7 @@ class Watchdog(LockGuard):
     def start(self, run_dbapi: Any) -> None:
         super().start(run_dbapi)
         run_pid = self.backend.backend_pid(run_dbapi)
-        self._engine = unwatched(self.backend.create_engine(self.url, poolclass=NullPool))
+        self._engine = unwatched(self.backend.create_engine(self.url, side=True, poolclass=NullPool))
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         self._stopped.clear()
         self._thread = threading.Thread(target=self._watch, args=(conn, run_pid), name="nose2-sqltx lock watchdog",

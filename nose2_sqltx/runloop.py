@@ -55,8 +55,10 @@ def _bridge_class() -> Any:
         __sqlalchemy_greenlet_provider__ = True
         sqltx_bridge = True
 
-        def __init__(self, fn: Callable[..., Any], parent: Any) -> None:
+        def __init__(self, fn: Callable[..., Any], parent: Any, loop: RunLoop) -> None:
             super().__init__(fn, parent)
+            #: the run loop this call's awaits go to
+            self.sqltx_loop = loop
             # contextvars of the caller (a test's), as SQLAlchemy's own greenlets keep them
             self.gr_context = parent.gr_context
 
@@ -68,6 +70,15 @@ def in_bridge() -> bool:
     from greenlet import getcurrent
 
     return bool(getattr(getcurrent(), "sqltx_bridge", False))
+
+
+def _gives_way(current: Any) -> bool:
+    """Whether a caller in greenlet ``current`` runs under SQLAlchemy's
+    ``greenlet_spawn`` on a loop of its own, which should go on while it
+    waits (else it blocks, as sync code does; so does a call through another
+    run loop, whose driver is not a loop to give way to)."""
+    return bool(getattr(current, "__sqlalchemy_greenlet_provider__", False)) and \
+        getattr(current, "sqltx_loop", None) is None
 
 
 class RunLoop:
@@ -121,13 +132,12 @@ class RunLoop:
         from greenlet import getcurrent
 
         current = getcurrent()
-        if getattr(current, "sqltx_bridge", False):
+        if getattr(current, "sqltx_loop", None) is self:
             return fn(*args, **kwargs)  # already inside a call: its driver loop is ours
         if self.in_loop_thread():
             raise RuntimeError("nose2-sqltx: the run's loop cannot wait for itself")
-        # Under SQLAlchemy's greenlet_spawn, the caller's loop is the one to give way to.
-        give_way = getattr(current, "__sqlalchemy_greenlet_provider__", False)
-        bridge = _bridge_class()(fn, current)
+        give_way = _gives_way(current)
+        bridge = _bridge_class()(fn, current, self)
         result = bridge.switch(*args, **kwargs)
         while not bridge.dead:
             try:
@@ -137,6 +147,19 @@ class RunLoop:
             else:
                 result = bridge.switch(value)
         return result  # type: ignore[no-any-return]
+
+    def run(self, awaitable: Awaitable[T], owner: object = None) -> T:
+        """Wait for one driver coroutine, run on this loop: what
+        :meth:`call_for` does for a call that awaits once, without a greenlet
+        of its own where none is needed (the run's own statements)."""
+        from greenlet import getcurrent
+
+        current = getcurrent()
+        if getattr(current, "sqltx_loop", None) is self:
+            from sqlalchemy.util import await_only
+
+            return await_only(awaitable)
+        return self._await_here(awaitable, _gives_way(current), owner)  # type: ignore[no-any-return]
 
     def _await_here(self, awaitable: Awaitable[Any], give_way: bool, owner: object) -> Any:
         future = self._submit(awaitable, owner)

@@ -23,7 +23,6 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
-from sqlalchemy.util import await_only
 
 from ..runloop import LoopBound, RunLoop, Turns, in_bridge
 from ..savepoints import IDLE, INERROR, INTRANS, SavepointConnection, reported
@@ -252,7 +251,7 @@ class AsyncRunConnection(SavepointConnection):
             self.sqltx_scalar("SELECT 1")
         if execute is not None:
             raw = self.sqltx_raw
-            self._sqltx_outcome(lambda: self._sqltx_loop.call_for(self, lambda: await_only(execute(raw, sql))))
+            self._sqltx_outcome(lambda: self._sqltx_loop.run(execute(raw, sql), self))
             return
 
         def run() -> None:

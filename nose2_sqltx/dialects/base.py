@@ -96,32 +96,40 @@ class Backend:
 
     @property
     def loop(self) -> RunLoop:
-        """The event loop the connections of an async driver live on (made on first use)."""
-        loop: RunLoop | None = self.__dict__.get("_loop")
+        """The event loop the run's connections of an async driver live on (made on first use)."""
+        return self._loop_in("_loop")
+
+    def _loop_in(self, key: str) -> RunLoop:
+        loop: RunLoop | None = self.__dict__.get(key)
         if loop is None or not loop.alive:
-            loop = self.__dict__["_loop"] = RunLoop()
+            loop = self.__dict__[key] = RunLoop()
         return loop
 
     def close_loop(self) -> None:
-        """Stop the event loop of :attr:`loop`, if one was made."""
-        loop: RunLoop | None = self.__dict__.pop("_loop", None)
-        if loop is not None:
-            loop.close()
+        """Close the event loops of an async driver's connections, if any were made."""
+        for key in ("_loop", "_side_loop"):
+            loop: RunLoop | None = self.__dict__.pop(key, None)
+            if loop is not None:
+                loop.close()
 
-    def create_engine(self, url: URL, *, run: bool = False, poolclass: type[Pool] | None = None,
-                      **kwargs: Any) -> Engine:
+    def create_engine(self, url: URL, *, run: bool = False, side: bool = False,
+                      poolclass: type[Pool] | None = None, **kwargs: Any) -> Engine:
         """An Engine on ``url`` for the run's own use (``run``: the run's
         connection, whose transaction control maps onto savepoints). With an
         async driver, a sync Engine whose connections reach the driver on
-        :attr:`loop`, from sync and async code alike."""
+        :attr:`loop`, from sync and async code alike; ``side``: on a loop of
+        their own instead, for the run's helpers (the lock watchdog, a
+        cancel, the MySQL run database's admin), which must work while the
+        run's connection is busy."""
         if not self.is_async:
             engine = create_engine(url, poolclass=poolclass or QueuePool, **kwargs)
             if run:
                 self.install(engine)
             return engine
+        loop = self._loop_in("_side_loop") if side else self.loop
         # (an AsyncEngine over it checks that its pool is one for asyncio)
-        engine = create_engine(url, poolclass=bridged_pool(poolclass or AsyncAdaptedQueuePool, self.loop), **kwargs)
-        bridge_engine(engine, self.loop, self.async_drivers[self.driver], self.async_connect_params)
+        engine = create_engine(url, poolclass=bridged_pool(poolclass or AsyncAdaptedQueuePool, loop), **kwargs)
+        bridge_engine(engine, loop, self.async_drivers[self.driver], self.async_connect_params)
         return engine
 
     def async_connect_params(self, cparams: dict[str, Any]) -> None:

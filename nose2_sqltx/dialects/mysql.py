@@ -229,7 +229,7 @@ class MySQL(Backend):
             return self.url
         # A plain connection (no savepoint mapping) that lives as long as the run: its id
         # names the database, and it is what tells later runs this one is alive.
-        self._admin_engine = unwatched(self.create_engine(self.url, poolclass=NullPool))
+        self._admin_engine = unwatched(self.create_engine(self.url, side=True, poolclass=NullPool))
         admin = self._admin = self._admin_engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         me, user, charset, collation = admin.execute(text(
             "SELECT CONNECTION_ID(), CURRENT_USER(), "
@@ -342,7 +342,7 @@ class MySQL(Backend):
 
     def cancel(self, dbapi_connection: Any) -> None:
         # The protocol has no cancel request: KILL QUERY from a connection of its own.
-        engine = unwatched(self.create_engine(self.url, poolclass=NullPool))
+        engine = unwatched(self.create_engine(self.url, side=True, poolclass=NullPool))
         try:
             with engine.connect() as conn:
                 conn.exec_driver_sql(f"KILL QUERY {int(dbapi_connection._sqltx_thread_id)}")
