@@ -38,8 +38,9 @@ from typing import Any
 from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
-from .config import Loaded, Settings, check_sections, load_objects, run_url
+from .config import Loaded, Settings, check_sections, load_objects
 from .connection import defer_stop
+from .driver_match import run_url
 from .environment import DSN_ENV
 from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase

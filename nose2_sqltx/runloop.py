@@ -72,6 +72,26 @@ def in_bridge() -> bool:
     return bool(getattr(getcurrent(), "sqltx_bridge", False))
 
 
+async def _cancel_by(future: concurrent.futures.Future[T], cancel: Callable[[], object]) -> T:
+    """Await ``future``. If the awaiting task is cancelled, call ``cancel``
+    (in a thread: it may block) to end the statement, and wait for it to
+    end before the cancel goes on: the connection's bookkeeping must see the
+    statement's real end."""
+    waiting = asyncio.wrap_future(future)
+    try:
+        return await asyncio.shield(waiting)
+    except asyncio.CancelledError:
+        threading.Thread(target=cancel, name="nose2-sqltx cancel", daemon=True).start()
+        while not waiting.done():
+            try:
+                await asyncio.shield(waiting)
+            except asyncio.CancelledError:
+                continue
+            except BaseException:  # noqa: BLE001 - the statement's end, cancelled or failed: the cancel goes on
+                break
+        raise
+
+
 def _gives_way(current: Any) -> bool:
     """Whether a caller in greenlet ``current`` runs under SQLAlchemy's
     ``greenlet_spawn`` on a loop of its own, which should go on while it
@@ -166,7 +186,14 @@ class RunLoop:
         if give_way:
             from sqlalchemy.util import await_only  # the caller's greenlet_spawn awaits it
 
-            return await_only(asyncio.wrap_future(future))
+            # A caller cancelled while it waits (asyncio.wait_for, a cancelled
+            # task) cancels the statement, as in production, and waits for
+            # its end; where the driver's own cancel would close the
+            # connection, the owner's (KILL QUERY) does it instead.
+            if owner is None:
+                return await_only(asyncio.wrap_future(future))
+            cancel = getattr(owner, "sqltx_cancel_statement", None) or self.cancel_running
+            return await_only(_cancel_by(future, cancel))
         return future.result()
 
     def _submit(self, awaitable: Awaitable[T], owner: object) -> concurrent.futures.Future[T]:
@@ -259,7 +286,7 @@ class Turns:
                 return
             if not getattr(me, "__sqlalchemy_greenlet_provider__", False):
                 while not self._take(me):
-                    self._cond.wait()
+                    self._cond.wait(0.05)  # (and look again whether the holder is gone)
                 return
         from sqlalchemy.util import await_only
 
@@ -270,6 +297,10 @@ class Turns:
                     return
 
     def _take(self, me: Any) -> bool:
+        if self._owner is not None and getattr(self._owner, "dead", False):
+            # Its holder is gone without letting go (a task cancelled in the
+            # middle of a statement, whose events never came): nothing holds it.
+            self._owner, self._depth = None, 0
         if self._owner is None or self._owner is me:
             self._owner = me
             self._depth += 1

@@ -16,6 +16,7 @@ connection is still open.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
+from ..errors import ConnectionLostError
 from ..runloop import LoopBound, RunLoop, Turns, in_bridge
 from ..savepoints import IDLE, INERROR, INTRANS, SavepointConnection, reported
 
@@ -62,6 +64,10 @@ class AsyncDriver:
     #: (SQLite: SQLAlchemy's savepoint recipe), and the error a second one gets
     app_begin: re.Pattern[str] | None = None
     nested_begin_error: Callable[[], Exception] | None = None
+    #: whether cancelling the driver's task while a statement runs closes its
+    #: connection (aiomysql, asyncmy): a caller's cancel is then carried out
+    #: by the backend's own ``cancel`` (KILL QUERY), and the connection stays
+    cancel_closes: bool = False
     #: whether the driver's connection works only on the loop it was made on
     #: (asyncpg's, aiomysql's: their streams are the loop's); psycopg's and
     #: aiosqlite's wait on whichever loop runs them
@@ -207,7 +213,7 @@ class AsyncRunConnection(SavepointConnection):
         """Run one statement, following the transaction's state from its outcome."""
         try:
             result = run()
-        except Exception as exc:
+        except BaseException as exc:  # a cancelled statement fails the transaction too
             if _is_server_error(exc):
                 self.__dict__["_sqltx_followed"] = INERROR
             raise
@@ -304,6 +310,8 @@ class AsyncRunConnection(SavepointConnection):
 def _is_server_error(exc: BaseException) -> bool:
     """Whether ``exc`` came from the server (which fails the transaction)
     rather than from the client before anything was sent."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True  # the driver had the server cancel it
     name = type(exc).__name__
     return name not in {"InterfaceError", "ProgrammingError"} or hasattr(exc, "sqlstate")
 
@@ -320,13 +328,29 @@ def bridged_pool(poolclass: type[Pool], loop: RunLoop) -> type[Pool]:
 
 
 def bridge_engine(engine: Engine, loop: RunLoop, driver: AsyncDriver,
-                  connect_params: Callable[[dict[str, Any]], None] | None = None) -> None:
+                  connect_params: Callable[[dict[str, Any]], None] | None = None,
+                  cancel: Callable[[Any], None] | None = None, once: str | None = None) -> None:
     """Make ``engine`` (a sync Engine on an async dialect, made with a
     :func:`bridged_pool`) hand out :class:`AsyncRunConnection` objects made
-    on ``loop``; ``connect_params`` may adjust the driver's arguments."""
+    on ``loop``; ``connect_params`` may adjust the driver's arguments;
+    ``cancel(connection)`` cancels a connection's running statement from
+    another thread (for drivers whose own cancel closes the connection);
+    ``once`` (the run's engine: what messages call its database): a second
+    connection is refused, as it would be outside the run's transaction."""
+    made: list[AsyncRunConnection] = []
 
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        if once is not None and made:
+            # SQLAlchemy gave the run's connection up (it invalidates a
+            # connection whose statement's await was cancelled) and would
+            # make a new one: its work would be outside the test transaction.
+            raise ConnectionLostError(once, "SQLAlchemy invalidated the run's connection after an await on it was "
+                                      "cancelled (asyncio.wait_for, a cancelled task); the run cannot go on")
         if connect_params is not None:
             connect_params(cparams)
-        return AsyncRunConnection(loop.call(dialect.dbapi.connect, *cargs, **cparams), loop, driver)
+        connection = AsyncRunConnection(loop.call(dialect.dbapi.connect, *cargs, **cparams), loop, driver)
+        if driver.cancel_closes and cancel is not None:
+            connection.__dict__["sqltx_cancel_statement"] = lambda: cancel(connection)
+        made.append(connection)
+        return connection

@@ -129,7 +129,8 @@ class Backend:
         loop = self._loop_in("_side_loop") if side else self.loop
         # (an AsyncEngine over it checks that its pool is one for asyncio)
         engine = create_engine(url, poolclass=bridged_pool(poolclass or AsyncAdaptedQueuePool, loop), **kwargs)
-        bridge_engine(engine, loop, self.async_drivers[self.driver], self.async_connect_params)
+        bridge_engine(engine, loop, self.async_drivers[self.driver], self.async_connect_params, self.cancel,
+                      once=mask_url(url) if run else None)
         return engine
 
     def async_connect_params(self, cparams: dict[str, Any]) -> None:

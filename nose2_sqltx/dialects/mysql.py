@@ -170,7 +170,7 @@ def _asyncmy_status(connection: Any) -> int:
 
 def _async_driver(status: Any) -> AsyncDriver:
     return AsyncDriver(status=status, alive=lambda raw: not getattr(raw, "closed", False),
-                       one_statement_per_call=True, precheck=_async_precheck)
+                       one_statement_per_call=True, precheck=_async_precheck, cancel_closes=True)
 
 
 @cache

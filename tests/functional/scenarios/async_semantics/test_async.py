@@ -13,6 +13,8 @@ from nose2_sqltx import AsyncDatabaseTest, DatabaseTest, real_commits
 
 #: SQLite in memory lives in the run's connection only: no real commits there
 IN_MEMORY = os.environ["SQLTX_DSN"].startswith("sqlite") and os.environ["SQLTX_DSN"].endswith("://")
+#: a statement that takes five seconds, where the database has one
+SLEEP = {"postgresql": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}.get(os.environ["SQLTX_DSN"].split("+")[0])
 
 async def count(conn, model=Customer):
     return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
