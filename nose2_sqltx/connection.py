@@ -10,6 +10,7 @@ is made as the app's engines make theirs (:mod:`nose2_sqltx.connect_setup`).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import weakref
 from collections.abc import Iterator
@@ -143,10 +144,19 @@ class RunConnection:
         return ConnectionLostError(self.masked_url, self.lost_reason or first_line(orig))
 
     def _on_error(self, context: Any) -> None:
+        dbapi = getattr(self, "dbapi", None)  # not yet while connecting
+        if context.is_disconnect and dbapi is not None and \
+                isinstance(context.original_exception, (asyncio.CancelledError, KeyboardInterrupt)) and \
+                dbapi.sqltx_armed and dbapi._sqltx_alive():
+            # A cancelled await (asyncio.wait_for, a cancelled task) or a stop
+            # (Ctrl-C) in a statement: SQLAlchemy would give the connection up,
+            # but the driver cancelled the statement and the connection goes
+            # on; the run's transaction is the run's to end.
+            context.is_disconnect = False
+            return
         if context.is_disconnect:
             if self.lost_reason is None:
                 self.lost_reason = first_line(context.original_exception)
-            dbapi = getattr(self, "dbapi", None)  # not yet while connecting
             if dbapi is not None:
                 dbapi.sqltx_mark_lost()  # SQLAlchemy's clean-up that follows must not talk to it
 

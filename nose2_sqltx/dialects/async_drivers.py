@@ -342,11 +342,9 @@ def bridge_engine(engine: Engine, loop: RunLoop, driver: AsyncDriver,
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         if once is not None and made:
-            # SQLAlchemy gave the run's connection up (it invalidates a
-            # connection whose statement's await was cancelled) and would
-            # make a new one: its work would be outside the test transaction.
-            raise ConnectionLostError(once, "SQLAlchemy invalidated the run's connection after an await on it was "
-                                      "cancelled (asyncio.wait_for, a cancelled task); the run cannot go on")
+            # SQLAlchemy gave the run's connection up and asks for a new one,
+            # whose work would be outside the test transaction.
+            raise ConnectionLostError(once, "SQLAlchemy gave up the run's connection; the run cannot go on")
         if connect_params is not None:
             connect_params(cparams)
         connection = AsyncRunConnection(loop.call(dialect.dbapi.connect, *cargs, **cparams), loop, driver)

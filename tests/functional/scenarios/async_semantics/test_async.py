@@ -3,6 +3,7 @@ test, nothing after it; a sync DatabaseTest class in the same run."""
 
 import asyncio
 import os
+import time
 import unittest
 
 import app
@@ -97,6 +98,17 @@ class TestAsyncCommitPaths(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase):
                 self.assertEqual(await count(self.session), 1)
             finally:
                 await engine.dispose()
+
+    if SLEEP is not None:
+        async def test_a_cancelled_await_is_as_in_production(self):
+            started = time.monotonic()
+            with self.assertRaises(asyncio.TimeoutError):
+                await asyncio.wait_for(self.session.execute(text(SLEEP)), timeout=0.3)
+            self.assertLess(time.monotonic() - started, 2.5)
+            await self.session.rollback()  # as in production: the session goes on
+            self.session.add(Customer(name="after"))
+            await self.session.commit()
+            self.assertEqual(await count(self.session), 1)
 
     async def test_concurrent_tasks(self):
         async def add(name):
