@@ -192,6 +192,8 @@ class SavepointConnection:
     _sqltx_lock: Any
     #: what a real COMMIT would check, run at each app commit
     _sqltx_commit_check: CommitCheck | None = None
+    #: the app sent its own BEGIN (SQLAlchemy's savepoint recipe on SQLite) and has not ended it
+    _sqltx_began = False
 
     # -- provided by the driver adapter -----------------------------------
     def _sqltx_exec(self, sql: str) -> None:
@@ -312,6 +314,7 @@ class SavepointConnection:
         self._sqltx_send(self._sqltx_stack.push(name, ran_since_spare=self._sqltx_dirty))
         self._sqltx_dirty = False
         self._sqltx_autocommit = False
+        self._sqltx_began = False
 
     def sqltx_pop(self, name: str) -> None:
         """Undo everything since :meth:`sqltx_push`; ``name`` stays as the spare."""
@@ -319,6 +322,7 @@ class SavepointConnection:
         self._sqltx_send(self._sqltx_stack.pop(name))
         self._sqltx_dirty = False
         self._sqltx_autocommit = False
+        self._sqltx_began = False
         self._sqltx_settings = {}
 
     def sqltx_check_run(self) -> None:
@@ -336,6 +340,16 @@ class SavepointConnection:
         rolls back right after."""
         # A plain object rather than a generator: it runs at every scope's end.
         return _Quiet(self)
+
+    def sqltx_app_begin(self, nested: Callable[[], Exception]) -> None:
+        """The app's own BEGIN: the test transaction stands for the app's, so
+        it starts nothing, and fails with ``nested()`` where the database's
+        would, in a transaction the app began and did not end (also after a
+        commit that failed)."""
+        with self._sqltx_lock:
+            if self._sqltx_began:
+                raise nested()
+            self._sqltx_began = True
 
     def sqltx_real_rollback(self) -> None:
         self._sqltx_real_rollback()
@@ -390,6 +404,10 @@ class SavepointConnection:
 
     # -- the DB-API surface the application sees ---------------------------
     def commit(self) -> None:
+        self._sqltx_commit()
+        self._sqltx_began = False  # a commit that failed leaves the app's BEGIN standing, as SQLite's does
+
+    def _sqltx_commit(self) -> None:
         if not self._sqltx_armed:
             return self._sqltx_real_commit()
         self._sqltx_in_own_process()
@@ -416,6 +434,10 @@ class SavepointConnection:
             raise
 
     def rollback(self) -> None:
+        self._sqltx_rollback()
+        self._sqltx_began = False
+
+    def _sqltx_rollback(self) -> None:
         if not self._sqltx_armed:
             return self._sqltx_real_rollback()
         if self._sqltx_pid != os.getpid():

@@ -88,10 +88,10 @@ class AsyncRunCursor:
 
     def execute(self, operation: Any, parameters: Any = None) -> Any:
         conn = self._sqltx_conn
-        begin = conn._sqltx_driver.app_begin
-        if begin is not None and isinstance(operation, str) and begin.match(operation) and conn.sqltx_armed \
-                and not conn.sqltx_ended:
-            conn._sqltx_app_begin()
+        driver = conn._sqltx_driver
+        if driver.app_begin is not None and driver.nested_begin_error is not None and isinstance(operation, str) \
+                and driver.app_begin.match(operation) and conn.sqltx_armed and not conn.sqltx_ended:
+            conn.sqltx_app_begin(driver.nested_begin_error)
             return None
         return reported(conn, operation, lambda: conn._sqltx_outcome(
             lambda: conn._sqltx_loop.call_for(conn, self._sqltx_inner.execute, operation, parameters)))
@@ -181,33 +181,6 @@ class AsyncRunConnection(SavepointConnection):
 
     def cursor(self, *args: Any, **kwargs: Any) -> AsyncRunCursor:
         return AsyncRunCursor(self, self._sqltx_loop.call_for(self, self._sqltx_inner.cursor, *args, **kwargs))
-
-    #: the app sent its own BEGIN (see AsyncDriver.app_begin) and has not ended it
-    _sqltx_began = False
-
-    def _sqltx_app_begin(self) -> None:
-        # Fails where the database's would: in a transaction the app began and did not end.
-        with self._sqltx_lock:
-            error = self._sqltx_driver.nested_begin_error
-            if self._sqltx_began and error is not None:
-                raise error()
-            self._sqltx_began = True
-
-    def commit(self) -> None:
-        super().commit()
-        self._sqltx_began = False
-
-    def rollback(self) -> None:
-        super().rollback()
-        self._sqltx_began = False
-
-    def sqltx_push(self, name: str) -> None:
-        super().sqltx_push(name)
-        self._sqltx_began = False
-
-    def sqltx_pop(self, name: str) -> None:
-        super().sqltx_pop(name)
-        self._sqltx_began = False
 
     def _sqltx_outcome(self, run: Callable[[], Any]) -> Any:
         """Run one statement, following the transaction's state from its outcome."""

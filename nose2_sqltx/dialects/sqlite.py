@@ -71,7 +71,7 @@ def _sqlite_classes() -> tuple[Any, Any]:
         def execute(self, sql: Any, parameters: Any = ()) -> Any:
             connection: Any = self.connection
             if isinstance(sql, str) and _BEGIN.match(sql) and connection.sqltx_armed and not connection.sqltx_ended:
-                connection._sqltx_app_begin()
+                connection.sqltx_app_begin(_nested_begin)
                 return self
             return reported(connection, sql, lambda: super(Cursor, self).execute(sql, parameters))
 
@@ -115,34 +115,6 @@ def _sqlite_classes() -> tuple[Any, Any]:
                 cur.close()
 
         _sqltx_one_statement_per_call = True  # sqlite3 refuses several
-
-        #: the app sent BEGIN (SQLAlchemy's recipe for savepoints on pysqlite) and has not ended it
-        _sqltx_began = False
-
-        def _sqltx_app_begin(self) -> None:
-            # The test transaction stands for the app's: its BEGIN starts
-            # nothing, and fails where SQLite's would, in a transaction the
-            # app began and did not end (also after a COMMIT that failed).
-            with self._sqltx_lock:
-                if self._sqltx_began:
-                    raise sqlite3.OperationalError("cannot start a transaction within a transaction")
-                self._sqltx_began = True
-
-        def commit(self) -> None:
-            super().commit()
-            self._sqltx_began = False
-
-        def rollback(self) -> None:
-            super().rollback()
-            self._sqltx_began = False
-
-        def sqltx_push(self, name: str) -> None:
-            super().sqltx_push(name)
-            self._sqltx_began = False
-
-        def sqltx_pop(self, name: str) -> None:
-            super().sqltx_pop(name)
-            self._sqltx_began = False
 
         def _sqltx_status(self) -> int:
             # SQLite has no "failed transaction" state: a failed statement is
