@@ -1,9 +1,10 @@
 """nose2-sqltx: every test on your real database, in a transaction that is rolled back.
 
-Load the plugin with ``nose2 --plugin nose2_sqltx`` (or ``plugins =
-nose2_sqltx`` under ``[unittest]``), configure ``[sqltx]`` in unittest.cfg and
-write ``class TestX(DatabaseTest, unittest.TestCase)`` (async code:
-``class TestX(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase)``). See README.md.
+Configure ``[tool.sqltx]`` in pyproject.toml (or ``[sqltx]`` in setup.cfg
+or unittest.cfg), write ``class TestX(DatabaseTest, unittest.TestCase)``
+(async code: ``class TestX(AsyncDatabaseTest,
+unittest.IsolatedAsyncioTestCase)``) and run them with nose2 (``plugins =
+nose2_sqltx`` under ``[unittest]``), pytest, or ``python -m unittest``. See README.md.
 """
 
 from .async_testcase import AsyncDatabaseTest
@@ -34,6 +35,11 @@ from .leaks import unwatched
 from .scopes import Scope
 from .server import TemporaryPostgres
 from .testcase import DatabaseTest, real_commits
+from .unittest_run import install as _install_unittest_opener
+
+# Under plain `python -m unittest` the first DatabaseTest class opens the run
+# (nose2's and pytest's plugins open it themselves, before any test).
+_install_unittest_opener()
 
 __all__ = [
     "DatabaseTest",

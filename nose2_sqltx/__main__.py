@@ -20,9 +20,12 @@ def help_text() -> str:
     environment += f"\n  {CACHE_DIR_ENV:<{env_width}}where initialized data directories are cached"
     return f"""{USAGE}
 
-nose2-sqltx: a nose2 plugin that runs every test on your real database, in a
-transaction that is rolled back. Turn it on with "plugins = nose2_sqltx" under
-[unittest] in unittest.cfg (or nose2.cfg), and configure it under [sqltx].
+nose2-sqltx: every test on your real database, in a transaction that is
+rolled back, under nose2, pytest or python -m unittest. Configure it under
+[tool.sqltx] in pyproject.toml (or [sqltx] in setup.cfg or unittest.cfg: one
+of them). nose2 loads it with "plugins = nose2_sqltx" under [unittest] in
+unittest.cfg (or nose2.cfg); pytest with the section, SQLTX_DSN or --sqltx;
+under python -m unittest the first DatabaseTest class opens the run.
 
 commands:
   --help         this text
@@ -38,6 +41,11 @@ nose2 options:
   --sqltx        switch the plugin on where always-on = false
   --sqltx-dsn    the database URL for this run (wins over SQLTX_DSN and dsn)
   -N 2           two parallel workers, each with its own transaction
+
+pytest options:
+  --sqltx        switch the plugin on (also without a section or SQLTX_DSN)
+  --sqltx-dsn    the database URL for this run (wins over SQLTX_DSN and dsn)
+  -n 2           two pytest-xdist workers, each with its own transaction
 
 The README has the whole story of every setting."""
 

@@ -27,9 +27,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import AsyncDriverRequiredError
-from .isolation import active_database
 from .runloop import run_coroutine
-from .testcase import DatabaseTest, QueryCount, _Handle
+from .testcase import DatabaseTest, QueryCount, _Handle, database_for
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -81,7 +80,7 @@ class AsyncDatabaseTest(DatabaseTest):
                 "run. Mix it with unittest.IsolatedAsyncioTestCase: "
                 f"class {cls.__name__}(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase)"
             )
-        database = active_database("AsyncDatabaseTest")
+        database = database_for(cls, "AsyncDatabaseTest")
         if not database.backend.is_async:
             raise AsyncDriverRequiredError(database.masked_url, database.backend.driver)
         super().setUpClass()

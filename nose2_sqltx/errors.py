@@ -74,13 +74,25 @@ class ConfigError(SqltxError, ValueError):
 class NotActiveError(SqltxError, RuntimeError):
     """Database access was asked for while no isolated database is running."""
 
-    def __init__(self, what: str = "DatabaseTest") -> None:
+    def __init__(self, what: str = "DatabaseTest", runner: str = "nose2") -> None:
         self.what = what
-        super().__init__(
-            f"{what} needs the nose2-sqltx plugin: run `nose2 --plugin nose2_sqltx`, "
-            "or add `plugins = nose2_sqltx` under [unittest] in unittest.cfg "
-            "(and do not set `always-on = false` under [sqltx])"
-        )
+        self.runner = runner
+        if runner == "pytest":
+            message = (f"{what} needs nose2-sqltx's pytest plugin, which is not switched on: add a [tool.sqltx] "
+                       "section to pyproject.toml (or [sqltx] to setup.cfg), set SQLTX_DSN, or run pytest --sqltx")
+        elif runner.startswith("off:"):
+            message = (f"{what}: nose2-sqltx is switched off by always-on = false in {runner[4:]}, and python -m "
+                       "unittest has no switch to turn it on: remove that line, or run nose2 --sqltx or pytest --sqltx")
+        elif runner == "unittest":
+            message = (f"{what} under python -m unittest: unittest calls nothing around a test that is not a "
+                       "DatabaseTest, so it has no transaction of its own (and under unittest the first "
+                       "DatabaseTest class opens the run). Make the class a DatabaseTest, or run the tests with "
+                       "nose2 or pytest, which give every test one")
+        else:
+            message = (f"{what} needs the nose2-sqltx plugin: run `nose2 --plugin nose2_sqltx`, "
+                       "or add `plugins = nose2_sqltx` under [unittest] in unittest.cfg "
+                       "(and do not set `always-on = false` under [sqltx])")
+        super().__init__(message)
 
 
 class AlreadyRunningError(SqltxError, RuntimeError):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
@@ -75,10 +75,21 @@ _active: IsolatedDatabase | None = None
 _active_lock = threading.Lock()
 
 
+#: says why no database runs, for the runner in use (set by its adapter): what -> the error
+_explain: Callable[[str], Exception] = NotActiveError
+
+
+def explain_inactive(explain: Callable[[str], Exception] | None) -> None:
+    """Set what :func:`active_database` raises when nothing runs (a runner
+    adapter's words for how to start a run); None: :class:`NotActiveError`'s own."""
+    global _explain
+    _explain = explain or NotActiveError
+
+
 def active_database(what: str = "nose2-sqltx") -> IsolatedDatabase:
     """The running :class:`IsolatedDatabase`, or :class:`NotActiveError`."""
     if _active is None:
-        raise NotActiveError(what)
+        raise _explain(what)
     return _active
 
 
@@ -95,7 +106,11 @@ def current() -> Scope:
 
         app = create_app(engine=nose2_sqltx.current().engine)
     """
-    return active_database("nose2_sqltx.current()").current_scope
+    database = active_database("nose2_sqltx.current()")
+    scope = database.current_scope
+    if scope.depth == 0 and database.outside_tests is not None:
+        raise NotActiveError("nose2_sqltx.current() outside a DatabaseTest", runner=database.outside_tests)
+    return scope
 
 
 class IsolatedDatabase:
@@ -168,6 +183,10 @@ class IsolatedDatabase:
         self.incidents: list[TransactionEndedError] = []
         #: set by :meth:`stop` when the database was changed outside the run
         self.changed: DatabaseChangedError | None = None
+        #: a runner that gives tests outside DatabaseTest classes no scope of
+        #: their own ("unittest"): :func:`current` refuses the run's scope there,
+        #: whose changes would outlive the test
+        self.outside_tests: str | None = None
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
                         alembic=alembic, fixtures=fixtures)
         namespace_sql = self.backend.private_namespace_sql(schema) if schema is not None else []
@@ -479,7 +498,13 @@ class IsolatedDatabase:
     def annotate(self, exc: BaseException) -> None:
         """A test failed with ``exc``: add a hint where one helps (timeouts, a
         lost connection), and note its leaks and the loss of the connection as
-        reported, so the test's end does not raise them again."""
+        reported, so the test's end does not raise them again. Once per
+        exception: ``DatabaseTest`` annotates a test's error as it happens,
+        and the runner again as it reports it."""
+        if getattr(exc, "_sqltx_annotated", False):
+            return
+        with suppress(AttributeError):  # (an exception class with __slots__)
+            exc._sqltx_annotated = True  # type: ignore[attr-defined]
         self._parts.watch.note_reported(exc)
         if isinstance(exc, TransactionEndedError) and exc.refused:
             self._ending_reported = True

@@ -39,6 +39,7 @@ from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
 from .config import Loaded, Settings, check_sections, load_objects
+from .config_files import Section, one_section, sections_in
 from .connection import defer_stop
 from .driver_match import run_url
 from .environment import DSN_ENV
@@ -49,26 +50,42 @@ from .scopes import Scope
 from .server import TemporaryPostgres
 from .signals import StopSignals
 from .testcase import DatabaseTest, asks_real_commits
+from .testrun import make_database, worker_schema
 
 __unittest = True
 
 __all__ = ["SqltxPlugin"]
 
 
+class _AlwaysOn:
+    """nose2 reads ``always-on`` from its own files only; the section may be
+    in pyproject.toml or setup.cfg instead, where it means the same."""
+
+    def __get__(self, obj: object, owner: type) -> bool:
+        try:
+            section = one_section(sections_in(files=("pyproject.toml", "setup.cfg")))
+        except ConfigError:
+            return True  # the plugin's __init__ reports it
+        return section is None or section.active
+
+
 class SqltxPlugin(Plugin):
     """Isolate every test in a savepoint of one run-long transaction."""
 
     configSection = "sqltx"
-    alwaysOn = True
+    alwaysOn = _AlwaysOn()
     commandLineSwitch = (None, "sqltx", "Run each test in a rolled-back transaction (nose2-sqltx)")
 
     def __init__(self) -> None:
         _load_multiprocess(self.session)
         parser = self.session.config
-        options = parser.items(self.configSection) if parser.has_section(self.configSection) else []
         try:
             check_sections(parser.sections(), self.configSection)
-            self.settings = Settings.from_options(options)
+            # nose2's own files (unittest.cfg, nose2.cfg, --config) or pyproject.toml / setup.cfg: one of them
+            own = [Section("unittest.cfg", tuple(parser.items(self.configSection)))] \
+                if parser.has_section(self.configSection) else []
+            section = one_section([*own, *sections_in(files=("pyproject.toml", "setup.cfg"))])
+            self.settings = Settings.from_options(section.options if section is not None else ())
         except ConfigError as exc:
             _fatal(exc)
         self.addArgument(self._dsn_option, None, "sqltx-dsn",
@@ -118,7 +135,7 @@ class SqltxPlugin(Plugin):
             if self._parallel:
                 # Workers are forked after this hook: hold no connection across
                 # the fork. Check what each worker will need, once, here.
-                self._preflighted = self._make_database(url, loaded, schema=_worker_schema())
+                self._preflighted = self._make_database(url, loaded, schema=worker_schema())
                 self._preflighted.preflight()
             else:
                 self.database = self._make_database(url, loaded)
@@ -146,17 +163,10 @@ class SqltxPlugin(Plugin):
         return matched
 
     def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
-        settings = self.settings
-        return IsolatedDatabase(
-            url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, schema=schema,
-            create_database=settings.create_database, alembic=settings.alembic,
-            allow_databases=settings.allow_databases,
-            # The throwaway server (here, or the main process's for a worker)
-            # is the run's own: the production guard has nothing to protect.
-            trusted=self.server is not None or self._from_main_server,
-            lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
-            reset_sequences=settings.reset_sequences,
-        )
+        # The throwaway server (here, or the main process's for a worker)
+        # is the run's own: the production guard has nothing to protect.
+        return make_database(self.settings, url, loaded, schema=schema,
+                             trusted=self.server is not None or self._from_main_server)
 
     def registerInSubprocess(self, event: Any) -> None:
         """Join nose2's multiprocess workers; tell them the throwaway server's URL."""
@@ -179,7 +189,7 @@ class SqltxPlugin(Plugin):
             url = self.settings.url
             if url is None:
                 raise SqltxError("the worker got no database URL from the main process")
-            self.database = self._make_database(url, load_objects(self.settings), schema=_worker_schema())
+            self.database = self._make_database(url, load_objects(self.settings), schema=worker_schema())
             self.database.start()
         except Exception as exc:  # noqa: BLE001 - whatever it is, every test of the worker reports it
             self.database = None
@@ -314,10 +324,6 @@ def _multiprocess_active(session: Any) -> bool:
     """Whether nose2's multiprocess plugin will run the tests in workers."""
     return any(type(p).__module__ == _MP and type(p).__name__ == "MultiProcess"
                for p in session.hooks.startTestRun.plugins)
-
-
-def _worker_schema() -> str:
-    return f"sqltx_worker_{os.getpid()}"
 
 
 def _fail_all(suite: Any, result: Any, error: Exception) -> None:

@@ -125,7 +125,7 @@ class Run:
         parts, transaction = self.parts, self.transaction
         if parts.namespace_sql:
             raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
-                             "database: run these tests without -N")
+                             "database: run these tests without parallel workers (nose2 -N, pytest -n)")
         if not parts.backend.supports_real_commits:
             raise SetupError("real commits", f"other connections cannot open {self.connection.masked_url} (it "
                              "lives in the run's connection only): use a file (sqlite:///tests.db) or a server")

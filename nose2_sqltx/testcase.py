@@ -29,14 +29,35 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from .classdata import wrap_new_attributes
-from .isolation import active_database, is_running
+from .isolation import IsolatedDatabase, active_database, is_running
 from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "real_commits"]
+__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "real_commits", "when_not_running", "database_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Opener = what to do when a DatabaseTest class starts and no run is open: (the class, its kind) -> the run
+Opener = Callable[[type, str], IsolatedDatabase]
+_opener: Opener | None = None
+
+
+def when_not_running(opener: Opener | None) -> None:
+    """Say what opens the run when a ``DatabaseTest`` class starts and none
+    is open: a runner adapter's choice (``python -m unittest``: open one
+    now; an inactive pytest plugin: say how to switch it on). None: raise
+    :class:`~nose2_sqltx.errors.NotActiveError`."""
+    global _opener
+    _opener = opener
+
+
+def database_for(cls: type, what: str = "DatabaseTest") -> IsolatedDatabase:
+    """The running database for test class ``cls``, opened by the runner's
+    opener (:func:`when_not_running`) if no run is open yet."""
+    if not is_running() and _opener is not None:
+        return _opener(cls, what)
+    return active_database(what)
 
 
 def real_commits(test: F) -> F:
@@ -151,7 +172,7 @@ class DatabaseTest:
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()  # type: ignore[misc]
-        database = active_database("DatabaseTest")
+        database = database_for(cls)
         cls._sqltx_class_scope = None
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.
@@ -181,6 +202,17 @@ class DatabaseTest:
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]
         super()._callSetUp()  # type: ignore[misc]
+
+    def _callTestMethod(self, method: Callable[..., Any]) -> Any:
+        # unittest reports a test's error before the cleanups run, the end of
+        # the test's scope among them: the hint goes on first, and what the
+        # error already says (a leak, a refused COMMIT) is not raised again at
+        # the end, whichever runner reports it.
+        try:
+            return super()._callTestMethod(method)  # type: ignore[misc]
+        except Exception as exc:
+            active_database("DatabaseTest").annotate(exc)
+            raise
 
     @property
     def queries(self) -> list[str]:

@@ -15,6 +15,7 @@ soak is shorter: for iterating, never instead of the full run.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -202,30 +203,44 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    runner: str = "nose2"
 
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
 
 
+#: the runners the scenarios run under, and their command lines (after ``python -m``)
+RUNNERS = {
+    "nose2": ["nose2"],
+    "nose2 -N 2": ["nose2", "-N", "2"],
+    # no cache directory left in the scenario
+    "pytest": ["pytest", "-p", "no:cacheprovider"],
+    "pytest -n 2": ["pytest", "-p", "no:cacheprovider", "-n", "2"],
+    "unittest": ["unittest", "discover"],
+}
+
+
 def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str, str] | None = None,
-              set_dsn: bool = True, timeout: float = 300, verbose: bool = True, target: str | None = None) -> Run:
-    """Run ``python -m nose2 [-v]`` in scenario directory ``scenario``, on
-    PostgreSQL with ``driver``, or on ``target`` (see :data:`TARGETS`)."""
+              set_dsn: bool = True, timeout: float = 300, verbose: bool = True, target: str | None = None,
+              runner: str = "nose2") -> Run:
+    """Run ``python -m nose2 [-v]`` (or another of :data:`RUNNERS`) in
+    scenario directory ``scenario``, on PostgreSQL with ``driver``, or on
+    ``target`` (see :data:`TARGETS`)."""
     full_env = clean_env()
     if set_dsn:
         full_env["SQLTX_DSN"] = target_dsn(target) if target else dsn(driver)
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "nose2", *(["-v"] if verbose else []), *args],
+        [sys.executable, "-m", *RUNNERS[runner], *(["-v"] if verbose else []), *args],
         cwd=SCENARIOS / scenario, env=full_env, capture_output=True, text=True, timeout=timeout,
     )
-    return Run(proc.returncode, proc.stdout, proc.stderr)
+    return Run(proc.returncode, proc.stdout, proc.stderr, runner)
 
 
 @contextmanager
 def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
-             target: str | None = None, block: str = "sleep") -> Iterator[subprocess.Popen[str]]:
+             target: str | None = None, block: str = "sleep", runner: str = "nose2") -> Iterator[subprocess.Popen[str]]:
     """A nose2 run of the ``signals`` scenario, held inside its only test
     (schema created, transaction open) until the block ends: ``block`` says
     where it waits (``sleep``: in Python; ``query``: in a long statement;
@@ -236,7 +251,7 @@ def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
         if set_dsn:
             env["SQLTX_DSN"] = target_dsn(target, tmp) if target else dsn()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "nose2", "-v"], cwd=SCENARIOS / "signals", env=env,
+            [sys.executable, "-m", *RUNNERS[runner], "-v"], cwd=SCENARIOS / "signals", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
@@ -299,12 +314,18 @@ class FunctionalTest(unittest.TestCase):
             self.assertEqual(left, [], f"files left by the run:\n{run.output}")
         else:
             run = run_nose2(scenario, *args, target=target, **kwargs)  # type: ignore[arg-type]
-        self.assertEqual(run.returncode, expect, f"nose2 exited {run.returncode}:\n{run.output}")
+        self.assertEqual(run.returncode, expect, f"{run.runner} exited {run.returncode}:\n{run.output}")
         self.assertDatabaseUnchanged()
         return run
 
     def assertRan(self, run: Run, tests: int) -> None:
-        self.assertIn(f"Ran {tests} test", run.stderr, run.output)
+        if run.runner.startswith("pytest"):
+            # pytest's last line: "3 passed, 1 failed, 1 skipped in 0.2s" (errors at set-up or teardown are not tests)
+            last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+            counts = re.findall(r"(\d+) (passed|failed|skipped|xfailed|xpassed)", last)
+            self.assertEqual(sum(int(n) for n, _ in counts), tests, run.output)
+        else:
+            self.assertIn(f"Ran {tests} test", run.stderr, run.output)
 
 
 def _bound(method: Callable[..., None], target: str) -> Callable[[Any], None]:

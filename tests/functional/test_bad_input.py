@@ -138,15 +138,6 @@ class TestNotActive(FunctionalTest):
         self.assertIn(self.NEEDS, run.stderr)
         self.assertNotIn("nose2_sqltx/", run.stderr, "internal frames shown")
 
-    def test_plain_unittest(self):
-        proc = subprocess.run(
-            [sys.executable, "-m", "unittest", "test_never"], cwd=SCENARIOS / "badinput",
-            env={"PYTHONPATH": PYTHONPATH, "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=60,
-        )
-        self.assertEqual(proc.returncode, 1, proc.stderr)
-        self.assertIn(self.NEEDS, proc.stderr)
-        self.assertNotIn("nose2_sqltx/", proc.stderr, "internal frames shown")
-
     def test_percent_encoded_password_in_config_file(self):
         run = run_nose2("percent", set_dsn=False)
         self.assertEqual(run.returncode, 0, run.output)

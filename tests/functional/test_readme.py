@@ -69,6 +69,18 @@ class TestReadme(FunctionalTest):
         self.assertIn("Ran 2 tests", proc.stderr)
         self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL [\d.]+ \(throwaway server, ")
 
+    def test_quickstart_under_pytest_and_unittest(self):
+        readme = (ROOT / "README.md").read_text()
+        self.assertIn("(or `pytest -v`, or `python -m unittest -v`: the same tests, the same section", readme)
+        runs = ((["pytest", "-v", "-p", "no:cacheprovider"], "2 passed"), (["unittest", "-v"], "Ran 2 tests"))
+        for argv, ran in runs:
+            with self.subTest(runner=argv[0]):
+                proc = self.run_in("quickstart", sys.executable, "-m", *argv)
+                self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+                self.assertIn(ran, proc.stdout + proc.stderr)
+                self.assertIn("nose2-sqltx: PostgreSQL", proc.stdout + proc.stderr)
+                self.assertDatabaseUnchanged()
+
     def test_core_example(self):
         proc = self.run_in("core", sys.executable, "example_core.py")
         self.assertEqual(proc.returncode, 0, proc.stderr)

@@ -81,6 +81,10 @@ class TestArchitectureDocument(unittest.TestCase):
         importers = {unit for unit, outside in self.outside.items() if "nose2" in outside}
         self.assertEqual(importers, {"plugin"})
 
+    def test_only_the_pytest_adapter_imports_pytest(self):
+        importers = {unit for unit, outside in self.outside.items() if "pytest" in outside}
+        self.assertEqual(importers, {"pytest_plugin"})
+
     def test_the_checker_sees_imports(self):
         # The checks above are only as good as package_imports: pin it on
         # modules whose imports are known.

@@ -1,0 +1,306 @@
+"""pytest plugin: every test in a rolled-back transaction on a real database.
+
+Installed with the package (entry point ``pytest11``), and inactive unless
+configured: a ``[tool.sqltx]`` section in pyproject.toml (or ``[sqltx]`` in
+setup.cfg or unittest.cfg), ``SQLTX_DSN`` in the environment, ``--sqltx``
+or ``--sqltx-dsn`` on the command line, or ``-p nose2_sqltx.pytest_plugin``.
+``always-on = false`` in the section keeps it off unless ``--sqltx`` is given.
+
+``DatabaseTest`` and ``AsyncDatabaseTest`` classes work as under nose2;
+function tests get a scope of their own and the fixtures
+``sqltx_session``, ``sqltx_connection`` and ``sqltx_engine``::
+
+    def test_order(sqltx_session):
+        sqltx_session.add(Order(customer_id=1))
+        sqltx_session.commit()          # undone after the test
+
+With pytest-xdist (``pytest -n 2``) every worker opens its own run, in a
+schema of its own, as nose2's ``-N`` workers do.
+
+This module only translates pytest's hooks into calls on
+:class:`nose2_sqltx.testrun.TestRun`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from .async_testcase import AsyncDatabaseTest
+from .config import Settings
+from .config_files import find_section
+from .connection import defer_stop
+from .environment import DSN_ENV
+from .errors import NotActiveError, SqltxError
+from .isolation import IsolatedDatabase, explain_inactive
+from .leaks import is_write
+from .messages import PREFIX
+from .scopes import Scope
+from .signals import StopSignals
+from .testcase import DatabaseTest, when_not_running
+from .testrun import TestRun
+
+__unittest = True
+
+__all__ = ["SqltxPytest", "sqltx_connection", "sqltx_engine", "sqltx_session"]
+
+#: what a worker of pytest-xdist gets from the main process: the throwaway server's URL
+_WORKER_SERVER = "sqltx_server"
+_PLUGIN_NAME = "nose2_sqltx.pytest_plugin"
+#: pytest's own fixtures for setUpClass/setUpModule and setup_module/setup_class:
+#: they run outside the tests, as under nose2 and unittest (a DatabaseTest's
+#: class data has a scope of its own, opened by the class)
+_RUNNERS_OWN = ("_unittest_", "_xunit_")
+
+
+def pytest_addoption(parser: Any, pluginmanager: Any) -> None:
+    group = parser.getgroup("sqltx", "nose2-sqltx: each test in a rolled-back transaction")
+    group.addoption("--sqltx", action="store_true", default=False,
+                    help="switch nose2-sqltx on (also without a [tool.sqltx] section or SQLTX_DSN)")
+    group.addoption("--sqltx-dsn", default=None, metavar="URL",
+                    help="nose2-sqltx: the database URL for this run (wins over SQLTX_DSN and the dsn key)")
+    if importlib.util.find_spec("xdist") is None or pluginmanager.is_blocked("xdist"):
+        # Without pytest-xdist, `pytest -n 2` would be a usage error that
+        # does not say what is missing.
+        # (pytest keeps lowercase short options for itself and pytest-xdist; _addoption is how xdist adds -n)
+        group._addoption("-n", "--numprocesses", dest="sqltx_numprocesses", default=None, help=argparse.SUPPRESS)
+
+
+def pytest_configure(config: Any) -> None:
+    if getattr(config.option, "sqltx_numprocesses", None) is not None:
+        raise pytest.UsageError(f"{PREFIX}: pytest -n needs the pytest-xdist plugin, which is not installed "
+                                "(or is switched off with -p no:xdist): "
+                                "pip install pytest-xdist (each worker gets its own run), or run without -n")
+    try:
+        section = find_section(config.invocation_params.dir)
+    except SqltxError as exc:
+        raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+    dsn = config.getoption("sqltx_dsn")
+    explicit = config.getoption("sqltx") or dsn is not None or _loaded_with_p(config)
+    # always-on = false in the section keeps it off, whatever the environment says, unless asked for here
+    active = explicit or (section.active if section is not None else bool(os.environ.get(DSN_ENV, "").strip()))
+    if not active:
+        when_not_running(_inactive)
+        explain_inactive(lambda what: NotActiveError(what, runner="pytest"))
+        config.pluginmanager.register(_Inactive(), "sqltx-inactive")
+        return
+    try:
+        settings = Settings.from_options(section.options if section is not None else ())
+        if dsn is not None:
+            settings = settings.with_dsn(dsn, "--sqltx-dsn")
+    except SqltxError as exc:
+        raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+    config.pluginmanager.register(SqltxPytest(config, settings), "sqltx-run")
+
+
+def _loaded_with_p(config: Any) -> bool:
+    args = list(config.invocation_params.args)
+    return any(arg in ("-p" + _PLUGIN_NAME,) or (arg == "-p" and nxt == _PLUGIN_NAME)
+               for arg, nxt in zip(args, [*args[1:], ""], strict=True))
+
+
+def _inactive(cls: type, what: str) -> IsolatedDatabase:
+    raise NotActiveError(what, runner="pytest")
+
+
+class _Inactive:
+    """The plugin switched off: a DatabaseTest collected is a usage error, not a test error per class."""
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        for item in session.items:
+            cls = getattr(item, "cls", None)
+            if isinstance(cls, type) and issubclass(cls, DatabaseTest):
+                what = "AsyncDatabaseTest" if issubclass(cls, AsyncDatabaseTest) else "DatabaseTest"
+                raise pytest.UsageError(f"{PREFIX}: error: {item.nodeid}: {NotActiveError(what, runner='pytest')}")
+
+
+class SqltxPytest:
+    """The run of one pytest process (or one pytest-xdist worker)."""
+
+    def __init__(self, config: Any, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        worker_input = getattr(config, "workerinput", None)
+        self.worker = worker_input is not None
+        #: the main process of pytest-xdist: its workers run the tests, each with a run of its own
+        self.controller = not self.worker and getattr(config.option, "dist", "no") != "no"
+        main_server = worker_input.get(_WORKER_SERVER) if worker_input is not None else None
+        self.run = TestRun(settings, worker=self.worker, main_server=main_server)
+        self.database: IsolatedDatabase | None = None
+        self.problems: list[Exception] = []
+        self.signals = StopSignals(defer=defer_stop)
+        self.summary = ""
+        when_not_running(self._not_started)
+        explain_inactive(lambda what: NotActiveError(what, runner="pytest"))
+
+    def _not_started(self, cls: type, what: str) -> IsolatedDatabase:
+        raise NotActiveError(what, runner="pytest")
+
+    # -- the run -----------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: Any) -> None:
+        if self.controller and self.settings.url is None:
+            # One throwaway server for every worker, started before they are.
+            try:
+                self.run.start_server()
+            except SqltxError as exc:
+                raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.run.server is not None:
+            node.workerinput[_WORKER_SERVER] = self.run.server.url.render_as_string(hide_password=False)
+
+    def pytest_collection_finish(self, session: Any) -> None:
+        if self.controller or session.config.option.collectonly or not session.items:
+            return
+        self.signals.install()
+        try:
+            self.database = self.run.start(async_tests=_async_test_class(session.items))
+        except SqltxError as exc:
+            self.signals.restore()
+            raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+        except BaseException:
+            self.signals.restore()
+            raise
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: Any) -> None:
+        self.signals.restore()
+        if self.controller:
+            self.run.stop_server()
+            self.summary = f"{PREFIX}: parallel workers, each with a run of its own; every worker rolled back its own"
+            return
+        self.problems = self.run.stop()
+        self.database = None
+        self.summary = self.run.summary()
+        if self.problems:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for problem in self.problems:
+            terminalreporter.write_line(f"{PREFIX}: error: {problem}", red=True)
+        if self.summary and not self.worker:
+            terminalreporter.write_line(self.summary)
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        when_not_running(None)
+        explain_inactive(None)
+        stopped = self.signals.received
+        if stopped is not None:
+            print(f"{PREFIX}: stopped by {stopped.label}; "
+                  f"{'the run was rolled back' if self.summary else 'no transaction was open'}", file=sys.stderr)
+            self.signals.die(stopped)
+
+    # -- tests -------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(self, fixturedef: Any, request: Any) -> Generator[None, Any, Any]:
+        # A fixture wider than a test is set up outside any test's scope: what
+        # it wrote would outlive its module (or session) and leak into every
+        # later test, in whatever order they run. It gets a scope of its own,
+        # rolled back as soon as it is made; a write is refused.
+        database = self.database
+        if fixturedef.scope == "function" or database is None or fixturedef.argname.startswith(_RUNNERS_OWN):
+            return (yield)
+        scope = database.begin_scope()
+        try:
+            result = yield
+        finally:
+            writes = [sql for sql in scope.queries if is_write(sql, None)]
+            database.end_scope(scope)
+        if writes:
+            raise SqltxError(
+                f"the {fixturedef.scope}-scoped fixture {fixturedef.argname!r} wrote to the database "
+                f"({_short(writes[0])}) outside any test's transaction: its rows would stay for every later test "
+                "of the run, in whatever order they run, so nose2-sqltx rolled them back. Make the fixture "
+                "function-scoped (each test gets the rows, rolled back after it), put the rows in the run's "
+                "fixtures (the fixtures key), or make them in a DatabaseTest class's setUpTestData")
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: Any, call: Any) -> Generator[None, Any, Any]:
+        report = yield
+        if call.excinfo is not None and self.database is not None:
+            self.database.annotate(call.excinfo.value)
+            if self.database.lost is not None:
+                item.session.shouldstop = f"{PREFIX}: the run's connection was lost"
+        return report
+
+    def test_scope(self, request: Any) -> Iterator[Scope | None]:
+        """A scope for a test that is not a DatabaseTest (the fixture below)."""
+        database = self.database
+        if database is None or _is_database_test(request.node):
+            yield None
+            return
+        obj = getattr(request.node, "obj", None)
+        real = getattr(obj, "_sqltx_real_commits", False) or getattr(request.node.cls, "real_commits", False) is True
+        scope = database.begin_scope(real_commits=real)
+        try:
+            yield scope
+        finally:
+            database.end_scope(scope)  # a problem is this test's error, at teardown
+
+
+def _is_database_test(item: Any) -> bool:
+    cls = getattr(item, "cls", None)
+    return isinstance(cls, type) and issubclass(cls, DatabaseTest)
+
+
+def _async_test_class(items: list[Any]) -> str | None:
+    for item in items:
+        cls = getattr(item, "cls", None)
+        if isinstance(cls, type) and issubclass(cls, AsyncDatabaseTest):
+            return f"{cls.__module__}.{cls.__qualname__}"
+    return None
+
+
+def _short(sql: str) -> str:
+    line = " ".join(sql.split())
+    return line if len(line) <= 80 else line[:77] + "..."
+
+
+@pytest.fixture(autouse=True)
+def _sqltx_test_scope(request: Any) -> Iterator[Scope | None]:
+    """Every test that is not a DatabaseTest runs in a scope of its own, as
+    under nose2: app code that reaches the database through redirected
+    engines or ``nose2_sqltx.current()`` is isolated too. First set up and
+    last torn down among the test's fixtures."""
+    plugin = request.config.pluginmanager.get_plugin("sqltx-run")
+    if plugin is None:
+        yield None
+        return
+    yield from plugin.test_scope(request)
+
+
+def _scope(request: Any) -> Scope:
+    scope = request.getfixturevalue("_sqltx_test_scope")
+    if scope is None:
+        if request.config.pluginmanager.get_plugin("sqltx-run") is None:
+            raise NotActiveError(f"the fixture {request.fixturename}", runner="pytest")
+        raise SqltxError(f"the fixture {request.fixturename} is for test functions; a DatabaseTest has "
+                         "self.session, self.connection and self.engine")
+    return scope  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sqltx_session(_sqltx_test_scope: Scope | None, request: Any) -> Any:
+    """An ORM Session in this test's transaction (its commits are savepoints, undone after the test)."""
+    return _scope(request).session
+
+
+@pytest.fixture
+def sqltx_connection(_sqltx_test_scope: Scope | None, request: Any) -> Any:
+    """A Connection in this test's transaction."""
+    return _scope(request).connection
+
+
+@pytest.fixture
+def sqltx_engine(_sqltx_test_scope: Scope | None, request: Any) -> Any:
+    """An Engine whose every connection is this test's transaction (for app code that connects by itself)."""
+    return _scope(request).engine

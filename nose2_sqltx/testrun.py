@@ -1,0 +1,129 @@
+"""One test run's life, for any runner: settings in, a started ``IsolatedDatabase`` out.
+
+Every runner adapter (nose2, pytest, ``python -m unittest``) does the same
+few steps around its tests: import what ``[sqltx]`` names, start the
+throwaway server if no ``dsn`` is set, match the run's driver to the app
+and the test classes, start the run (in a schema of its own for a parallel
+worker), and at the end roll back, stop the server and say how it went.
+:class:`TestRun` is those steps; the adapters only decide when to call them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from .config import Loaded, Settings, load_objects
+from .driver_match import run_url
+from .isolation import IsolatedDatabase
+from .server import TemporaryPostgres
+
+__unittest = True
+
+__all__ = ["TestRun", "make_database", "worker_schema"]
+
+
+def worker_schema() -> str:
+    """The namespace of a parallel worker's run (nose2 -N, pytest -n)."""
+    return f"sqltx_worker_{os.getpid()}"
+
+
+def make_database(settings: Settings, url: URL, loaded: Loaded, *, schema: str | None = None,
+                  trusted: bool = False) -> IsolatedDatabase:
+    """The run's :class:`IsolatedDatabase` as ``settings`` describe it.
+    ``trusted``: the database is the run's own throwaway server (the
+    production guard has nothing to protect)."""
+    return IsolatedDatabase(
+        url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, schema=schema,
+        create_database=settings.create_database, alembic=settings.alembic,
+        allow_databases=settings.allow_databases, trusted=trusted,
+        lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
+        reset_sequences=settings.reset_sequences,
+    )
+
+
+class TestRun:
+    """A run outside nose2's hooks: :meth:`start`, the tests, :meth:`stop`.
+
+    ``worker``: a parallel worker's run (its own schema). ``main_server``:
+    the URL of a throwaway server another process (the main one of a
+    parallel run) started for this run; it wins over ``settings``' dsn.
+    """
+
+    __test__ = False  # not a test class, whatever pytest's name rules say
+
+    def __init__(self, settings: Settings, *, worker: bool = False, main_server: str | None = None) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.main_server = main_server
+        self.server: TemporaryPostgres | None = None
+        self.database: IsolatedDatabase | None = None
+        self.url: URL | None = None
+        self._summary = ""
+
+    def start_server(self) -> URL:
+        """The URL tests connect to: the dsn's, or a throwaway server started now."""
+        if self.main_server is not None:
+            return self.settings.with_dsn(self.main_server, "the main process's server").url  # type: ignore[return-value]
+        if self.settings.url is not None:
+            return self.settings.url
+        s = self.settings
+        self.server = TemporaryPostgres(bindir=s.pg_bindir, keep=s.keep_server, tcp=s.server_tcp,
+                                        base_dir=s.server_dir)
+        self.server.start()
+        return self.server.url
+
+    def start(self, async_tests: str | None = None) -> IsolatedDatabase:
+        """Start the run: ``async_tests`` names an ``AsyncDatabaseTest`` class
+        of the run, if any (its driver must be async). On an error nothing is
+        left running."""
+        try:
+            loaded = load_objects(self.settings)  # a typo should not cost a server start
+            url = self.start_server()
+            throwaway = self.server is not None or self.main_server is not None
+            self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=throwaway)
+            self.database = make_database(self.settings, self.url, loaded,
+                                          schema=worker_schema() if self.worker else None, trusted=throwaway)
+            self.database.start()
+        except BaseException:
+            self.database = None
+            self.stop_server()
+            raise
+        return self.database
+
+    def stop(self) -> list[Exception]:
+        """Roll back and close, stop the server; the problems found (the run
+        fails on them). Safe to call twice."""
+        database, self.database = self.database, None
+        server = self.server
+        problems: list[Exception] = []
+        try:
+            if database is not None:
+                database.stop()
+        except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
+            problems.append(exc)
+        finally:
+            try:
+                self.stop_server()
+            except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
+                problems.append(exc)
+        if database is not None:
+            self._summary = database.summary(server.describe() if server is not None else None)
+        return problems
+
+    def stop_server(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.stop()
+
+    def summary(self) -> str:
+        """The report's last line (after :meth:`stop`)."""
+        return self._summary
+
+    def __enter__(self) -> TestRun:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

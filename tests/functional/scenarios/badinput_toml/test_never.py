@@ -1,0 +1,8 @@
+import unittest
+
+from nose2_sqltx import DatabaseTest
+
+
+class TestNever(DatabaseTest, unittest.TestCase):
+    def test_nothing(self):
+        pass
