@@ -134,6 +134,8 @@ class SqltxPytest:
         self.run = TestRun(settings, worker=self.worker, main_server=main_server)
         self.database: IsolatedDatabase | None = None
         self.problems: list[Exception] = []
+        #: a worker's run that could not start: every test it gets fails with this
+        self.failed: SqltxError | None = None
         self.signals = StopSignals(defer=defer_stop)
         self.summary = ""
         when_not_running(self._not_started)
@@ -145,11 +147,13 @@ class SqltxPytest:
     # -- the run -----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: Any) -> None:
-        if self.controller and self.settings.url is None:
-            # One throwaway server for every worker, started before they are.
+        if self.controller:
+            # Before the workers start: one throwaway server for all of them,
+            # and one line for a mistake instead of one crash per worker.
             try:
-                self.run.start_server()
+                self.run.preflight()
             except SqltxError as exc:
+                self.run.stop_server()
                 raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
 
     @pytest.hookimpl(optionalhook=True)
@@ -165,10 +169,19 @@ class SqltxPytest:
             self.database = self.run.start(async_tests=_async_test_class(session.items))
         except SqltxError as exc:
             self.signals.restore()
-            raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+            if not self.worker:
+                raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
+            # A worker cannot stop the run with one line: every test it gets
+            # fails with the reason (never a hang, never a silent pass).
+            self.failed = exc
         except BaseException:
             self.signals.restore()
             raise
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: Any) -> None:
+        if self.failed is not None:
+            raise self.failed
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: Any) -> None:

@@ -93,6 +93,17 @@ class TestRun:
             raise
         return self.database
 
+    def preflight(self) -> None:
+        """For the main process of a parallel run, before its workers start:
+        the objects import, the server is reachable and the production guard
+        lets it through, once, so that a mistake is one line and not one per
+        worker. Connects once and makes nothing; the server stays up for the workers."""
+        loaded = load_objects(self.settings)
+        url = self.start_server()
+        throwaway = self.server is not None
+        matched = run_url(url, self.settings, loaded, throwaway=throwaway)
+        make_database(self.settings, matched, loaded, schema=worker_schema(), trusted=throwaway).preflight()
+
     def stop(self) -> list[Exception]:
         """Roll back and close, stop the server; the problems found (the run
         fails on them). Safe to call twice."""

@@ -1,6 +1,7 @@
 """The same tests under nose2, pytest (and pytest-xdist) and python -m unittest,
 configured from one [sqltx] section, each leaving the database as found."""
 
+import re
 import signal
 import subprocess
 import sys
@@ -104,6 +105,30 @@ class TestPytestFunctions(FunctionalTest):
         self.assertRegex(run.stdout, r"\b10 passed, 2 errors in ")
         self.assertIn("real commits failed: they cannot be given to parallel workers", run.stdout)
         self.assertIn("(nose2 -N, pytest -n)", run.stdout)
+
+
+class TestXdist(FunctionalTest):
+    def test_an_unreachable_database_is_one_line_before_the_workers_start(self):
+        run = run_nose2("semantics", "-n", "2", runner="pytest",
+                        env={"SQLTX_DSN": "postgresql+psycopg2://postgres@127.0.0.1:1/test"})
+        self.assertEqual(run.returncode, 4, run.output)
+        lines = [line for line in run.output.splitlines() if "nose2-sqltx:" in line]
+        self.assertEqual(lines, ["ERROR: nose2-sqltx: error: cannot connect to "
+                                 "postgresql+psycopg2://postgres@127.0.0.1:1/test: connection to server at "
+                                 '"127.0.0.1", port 1 failed: Connection refused. Check that the server is running '
+                                 "and that dsn (or SQLTX_DSN) names the right host, port, user and database"])
+        self.assertNotIn("INTERNALERROR", run.output)
+        self.assertDatabaseUnchanged()
+
+    def test_a_worker_that_cannot_connect_fails_every_test_it_gets(self):
+        # the scenario's import points the workers' SQLTX_DSN at a closed port, after the main process's check
+        run = self.run_scenario("parallel_broken", "-n", "2", runner="pytest", expect=1, timeout=120)
+        collected = re.search(r"\[(\d+) items\]", run.stdout)
+        self.assertIsNotNone(collected, run.stdout[-3000:])
+        last = run.stdout.strip().splitlines()[-1]
+        self.assertRegex(last, rf"^=+ {collected.group(1)} errors in [\d.]+s =+$")  # and nothing passed
+        self.assertIn("cannot connect to postgresql://postgres@127.0.0.1:1/test", run.stdout)
+        self.assertNotIn("INTERNALERROR", run.output)
 
 
 class TestExamplesUnderEveryRunner(FunctionalTest):
@@ -212,6 +237,12 @@ class TestRunnerBadInput(FunctionalTest):
         self.assertIn("pytest -n needs the pytest-xdist plugin", lines[0])
         self.assertIn("pip install pytest-xdist", lines[0])
         self.assertDatabaseUnchanged()
+
+    def test_sqltx_dsn_on_pytests_command_line_wins(self):
+        run = self.run_scenario("semantics", "--sqltx-dsn", dsn("psycopg"), runner="pytest",
+                                env={"SQLTX_DSN": "postgresql+psycopg2://postgres@127.0.0.1:1/test"})
+        self.assertRan(run, 21)
+        self.assertIn(" at postgresql+psycopg://", summary_of(run))
 
     def test_a_bad_key_under_pytest_and_unittest(self):
         env = clean_env(SQLTX_DSN=dsn())
