@@ -38,19 +38,17 @@ from typing import Any
 from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
-from .config import Loaded, Settings, check_sections, load_objects
+from .config import Settings, check_sections
 from .config_files import Section, one_section, sections_in
 from .connection import defer_stop
-from .driver_match import run_url
 from .environment import DSN_ENV
 from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase
 from .messages import PREFIX
 from .scopes import Scope
-from .server import TemporaryPostgres
 from .signals import StopSignals
 from .testcase import DatabaseTest, asks_real_commits
-from .testrun import make_database, worker_schema
+from .testrun import TestRun
 
 __unittest = True
 
@@ -92,13 +90,12 @@ class SqltxPlugin(Plugin):
                          "nose2-sqltx: the database URL for this run (wins over SQLTX_DSN and [sqltx] dsn); "
                          "python -m nose2_sqltx --help lists every setting")
         self.database: IsolatedDatabase | None = None
-        self.server: TemporaryPostgres | None = None
-        #: the URL the run connects with (its driver matched to the app's, see _matched)
+        #: the run's server, database and summary (made again in startTestRun: --sqltx-dsn may change the settings)
+        self.run = TestRun(self.settings)
+        #: parallel runs: the URL the workers connect with (its driver matched to the app's and the tests')
         self._run_url: Any = None
         self._parallel = False
-        self._preflighted: IsolatedDatabase | None = None
         self._plain: dict[int, Scope] = {}
-        self._from_main_server = self.settings.from_main_server
         self._summary = ""
         self._signals = StopSignals(defer=defer_stop)
         #: for the line a signal's stop prints: the test it stopped, how many finished
@@ -118,66 +115,39 @@ class SqltxPlugin(Plugin):
         multiprocess plugin the workers do the database part, each on its own."""
         self._signals.install()
         self._parallel = _multiprocess_active(self.session)
+        self.run = TestRun(self.settings)
         try:
-            # Imports first: a typo should not cost a server start.
-            loaded = load_objects(self.settings)
-            url = self.settings.url
             async_tests = _async_test_class(getattr(event, "suite", None))
-            if url is not None:
-                url = self._matched(url, loaded, async_tests)  # a mismatch is bad input: before a server starts
-            else:
-                self.server = TemporaryPostgres(
-                    bindir=self.settings.pg_bindir, keep=self.settings.keep_server,
-                    tcp=self.settings.server_tcp, base_dir=self.settings.server_dir,
-                )
-                self.server.start()
-                url = self._matched(self.server.url, loaded, async_tests, throwaway=True)
             if self._parallel:
                 # Workers are forked after this hook: hold no connection across
                 # the fork. Check what each worker will need, once, here.
-                self._preflighted = self._make_database(url, loaded, schema=worker_schema())
-                self._preflighted.preflight()
+                self._run_url = self.run.preflight(async_tests)
+                if self._run_url is not self.settings.url and self.run.server is None:
+                    # The driver was matched to the tests: workers read the URL from here.
+                    os.environ[DSN_ENV] = self._run_url.render_as_string(hide_password=False)
             else:
-                self.database = self._make_database(url, loaded)
-                self.database.start()
+                self.database = self.run.start(async_tests)
         except SqltxError as exc:
             self.database = None
-            self._stop_server()
+            self.run.stop_server()
             self._signals.restore()
             _fatal(exc)
         except BaseException:  # Ctrl-C while starting: leave nothing behind
             self.database = None
-            self._stop_server()
+            self.run.stop_server()
             self._signals.restore()
             raise
-
-    def _matched(self, url: Any, loaded: Loaded, async_tests: str | None, *, throwaway: bool = False) -> Any:
-        """``url`` with the driver the app's objects and test classes need
-        (see :func:`~nose2_sqltx.config.run_url`); nose2's workers are told."""
-        matched = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=throwaway)
-        if matched is not url and not throwaway:
-            # Workers are forked after this hook and read the URL from here;
-            # the throwaway server's reaches them through the config.
-            os.environ[DSN_ENV] = matched.render_as_string(hide_password=False)
-        self._run_url = matched
-        return matched
-
-    def _make_database(self, url: Any, loaded: Loaded, schema: str | None = None) -> IsolatedDatabase:
-        # The throwaway server (here, or the main process's for a worker)
-        # is the run's own: the production guard has nothing to protect.
-        return make_database(self.settings, url, loaded, schema=schema,
-                             trusted=self.server is not None or self._from_main_server)
 
     def registerInSubprocess(self, event: Any) -> None:
         """Join nose2's multiprocess workers; tell them the throwaway server's URL."""
         event.pluginClasses.append(type(self))
-        if self.server is not None:
+        if self.run.server is not None:
             # Workers read the session's config, which the main process sends.
             config = self.session.config
             if not config.has_section(self.configSection):
                 config.add_section(self.configSection)
             # nose2 reads the config with % interpolation: escape the URL's %.
-            url = (self._run_url or self.server.url).render_as_string(hide_password=False)
+            url = (self._run_url or self.run.server.url).render_as_string(hide_password=False)
             config.set(self.configSection, "dsn", url.replace("%", "%%"))
             config.set(self.configSection, "sqltx-main-server", "true")
 
@@ -186,11 +156,11 @@ class SqltxPlugin(Plugin):
         every test the worker gets is reported as an error (never a hang,
         never a silent pass)."""
         try:
-            url = self.settings.url
-            if url is None:
+            if self.settings.url is None:
                 raise SqltxError("the worker got no database URL from the main process")
-            self.database = self._make_database(url, load_objects(self.settings), schema=worker_schema())
-            self.database.start()
+            # (the main process matched the URL's driver to the tests, which a worker cannot see all of)
+            self.run = TestRun(self.settings, worker=True)
+            self.database = self.run.start(matched=True)
         except Exception as exc:  # noqa: BLE001 - whatever it is, every test of the worker reports it
             self.database = None
             error = exc if isinstance(exc, SqltxError) else SqltxError(f"{type(exc).__name__}: {exc}")
@@ -198,17 +168,9 @@ class SqltxPlugin(Plugin):
 
     def stopSubprocess(self, event: Any) -> None:
         """In a worker: roll back its run (nose2 sends nothing back after this)."""
-        database, self.database = self.database, None
-        if database is not None:
-            try:
-                database.stop()
-            except Exception as exc:  # noqa: BLE001 - a worker can only say it on stderr
-                print(f"{PREFIX}: worker {os.getpid()}: {exc}", file=sys.stderr)
-
-    def _stop_server(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.stop()
+        self.database = None
+        for problem in self.run.stop():  # a worker can only say it on stderr
+            print(f"{PREFIX}: worker {os.getpid()}: {problem}", file=sys.stderr)
 
     def startTest(self, event: Any) -> None:
         """Give tests that are not DatabaseTests a scope too (``current()``)."""
@@ -257,25 +219,10 @@ class SqltxPlugin(Plugin):
         stopped = self._signals.received
         self._signals.restore()
         database, self.database = self.database, None
-        server = self.server
-        problems: list[Exception] = []
-        try:
-            if database is not None:
-                database.stop()
-        except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
-            problems.append(exc)
-            _report_end_of_run(event, exc)
-        finally:
-            try:
-                self._stop_server()
-            except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
-                problems.append(exc)
-                _report_end_of_run(event, exc)
-        described = server.describe() if server is not None else None
-        if database is not None:
-            self._summary = database.summary(described)
-        elif self._preflighted is not None:
-            self._summary = self._preflighted.summary(described, ran=False)
+        problems = self.run.stop()
+        for problem in problems:
+            _report_end_of_run(event, problem)
+        self._summary = self.run.summary()
         if stopped is not None:
             # One line instead of "OK", a summary and a traceback; then the
             # process ends as the signal would have ended it.

@@ -186,10 +186,6 @@ class SqltxPytest:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: Any) -> None:
         self.signals.restore()
-        if self.controller:
-            self.run.stop_server()
-            self.summary = f"{PREFIX}: parallel workers, each with a run of its own; every worker rolled back its own"
-            return
         self.problems = self.run.stop()
         self.database = None
         self.summary = self.run.summary()

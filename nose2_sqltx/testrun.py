@@ -60,6 +60,8 @@ class TestRun:
         self.main_server = main_server
         self.server: TemporaryPostgres | None = None
         self.database: IsolatedDatabase | None = None
+        #: the main process of a parallel run: the database its workers will use, checked (see :meth:`preflight`)
+        self.preflighted: IsolatedDatabase | None = None
         self.url: URL | None = None
         self._summary = ""
 
@@ -75,17 +77,24 @@ class TestRun:
         self.server.start()
         return self.server.url
 
-    def start(self, async_tests: str | None = None) -> IsolatedDatabase:
+    @property
+    def throwaway(self) -> bool:
+        """Whether the run's server is its own (here, or the main process's):
+        the production guard has nothing to protect there."""
+        return self.server is not None or self.main_server is not None or self.settings.from_main_server
+
+    def start(self, async_tests: str | None = None, *, matched: bool = False) -> IsolatedDatabase:
         """Start the run: ``async_tests`` names an ``AsyncDatabaseTest`` class
-        of the run, if any (its driver must be async). On an error nothing is
-        left running."""
+        of the run, if any (its driver must be async); ``matched``: the URL's
+        driver was matched already (by the main process of a parallel run).
+        On an error nothing is left running."""
         try:
             loaded = load_objects(self.settings)  # a typo should not cost a server start
             url = self.start_server()
-            throwaway = self.server is not None or self.main_server is not None
-            self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=throwaway)
+            self.url = url if matched else run_url(url, self.settings, loaded, async_tests=async_tests,
+                                                   throwaway=self.throwaway)
             self.database = make_database(self.settings, self.url, loaded,
-                                          schema=worker_schema() if self.worker else None, trusted=throwaway)
+                                          schema=worker_schema() if self.worker else None, trusted=self.throwaway)
             self.database.start()
         except BaseException:
             self.database = None
@@ -93,16 +102,19 @@ class TestRun:
             raise
         return self.database
 
-    def preflight(self) -> None:
+    def preflight(self, async_tests: str | None = None) -> URL:
         """For the main process of a parallel run, before its workers start:
         the objects import, the server is reachable and the production guard
         lets it through, once, so that a mistake is one line and not one per
-        worker. Connects once and makes nothing; the server stays up for the workers."""
+        worker. Connects once and makes nothing; the server (if one was
+        started) stays up for the workers. Returns the URL they should use."""
         loaded = load_objects(self.settings)
         url = self.start_server()
-        throwaway = self.server is not None
-        matched = run_url(url, self.settings, loaded, throwaway=throwaway)
-        make_database(self.settings, matched, loaded, schema=worker_schema(), trusted=throwaway).preflight()
+        self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=self.throwaway)
+        self.preflighted = make_database(self.settings, self.url, loaded, schema=worker_schema(),
+                                         trusted=self.throwaway)
+        self.preflighted.preflight()
+        return self.url
 
     def stop(self) -> list[Exception]:
         """Roll back and close, stop the server; the problems found (the run
@@ -120,8 +132,11 @@ class TestRun:
                 self.stop_server()
             except Exception as exc:  # noqa: BLE001 - the run's error, whatever it is
                 problems.append(exc)
+        described = server.describe() if server is not None else None
         if database is not None:
-            self._summary = database.summary(server.describe() if server is not None else None)
+            self._summary = database.summary(described)
+        elif self.preflighted is not None:
+            self._summary = self.preflighted.summary(described, ran=False)
         return problems
 
     def stop_server(self) -> None:
