@@ -38,12 +38,14 @@ __unittest = True
 
 __all__ = ["KEY_HELP", "Settings", "Loaded", "check_sections", "load_objects", "import_object"]
 
+#: the main process's note to the workers of nose2 -N: the dsn it sets is its throwaway server
+MAIN_SERVER_KEY = "sqltx-main-server"
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "always-on",
-    "sqltx-main-server",
+    MAIN_SERVER_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
 PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
@@ -267,7 +269,7 @@ class Settings:
             alembic=alembic,
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             # set by the main process for its workers: the dsn is its throwaway server
-            from_main_server=_parse_bool("sqltx-main-server", one("sqltx-main-server", "false")),
+            from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             dsn_source=source,
         )
 

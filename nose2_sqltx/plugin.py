@@ -38,7 +38,7 @@ from typing import Any
 from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
-from .config import Settings, check_sections
+from .config import MAIN_SERVER_KEY, Settings, check_sections
 from .config_files import Section, one_section, sections_in
 from .connection import defer_stop
 from .environment import DSN_ENV
@@ -80,10 +80,16 @@ class SqltxPlugin(Plugin):
         try:
             check_sections(parser.sections(), self.configSection)
             # nose2's own files (unittest.cfg, nose2.cfg, --config) or pyproject.toml / setup.cfg: one of them
-            own = [Section("unittest.cfg", tuple(parser.items(self.configSection)))] \
-                if parser.has_section(self.configSection) else []
-            section = one_section([*own, *sections_in(files=("pyproject.toml", "setup.cfg"))])
-            self.settings = Settings.from_options(section.options if section is not None else ())
+            own = tuple(parser.items(self.configSection)) if parser.has_section(self.configSection) else ()
+            others = sections_in(files=("pyproject.toml", "setup.cfg"))
+            if any(key == MAIN_SERVER_KEY for key, _ in own):
+                # A worker of nose2 -N: the main process's note (its throwaway
+                # server's URL) comes on top of the section, wherever that is.
+                options = (*[o for s in others for o in s.options], *own)
+            else:
+                section = one_section([*([Section("unittest.cfg", own)] if own else []), *others])
+                options = section.options if section is not None else ()
+            self.settings = Settings.from_options(options)
         except ConfigError as exc:
             _fatal(exc)
         self.addArgument(self._dsn_option, None, "sqltx-dsn",
@@ -149,7 +155,7 @@ class SqltxPlugin(Plugin):
             # nose2 reads the config with % interpolation: escape the URL's %.
             url = (self._run_url or self.run.server.url).render_as_string(hide_password=False)
             config.set(self.configSection, "dsn", url.replace("%", "%%"))
-            config.set(self.configSection, "sqltx-main-server", "true")
+            config.set(self.configSection, MAIN_SERVER_KEY, "true")
 
     def startSubprocess(self, event: Any) -> None:
         """In a worker: its own run, in a schema of its own. If that fails,

@@ -101,11 +101,12 @@ def pytest_configure(config: Any) -> None:
 
 def _loaded_with_p(config: Any) -> bool:
     args = list(config.invocation_params.args)
-    return any(arg in ("-p" + _PLUGIN_NAME,) or (arg == "-p" and nxt == _PLUGIN_NAME)
+    return any(arg == "-p" + _PLUGIN_NAME or (arg == "-p" and nxt == _PLUGIN_NAME)
                for arg, nxt in zip(args, [*args[1:], ""], strict=True))
 
 
 def _inactive(cls: type, what: str) -> IsolatedDatabase:
+    """A DatabaseTest class asked for the run, and pytest has none open (the plugin is off, or the run not started)."""
     raise NotActiveError(what, runner="pytest")
 
 
@@ -138,11 +139,8 @@ class SqltxPytest:
         self.failed: SqltxError | None = None
         self.signals = StopSignals(defer=defer_stop)
         self.summary = ""
-        when_not_running(self._not_started)
+        when_not_running(_inactive)
         explain_inactive(lambda what: NotActiveError(what, runner="pytest"))
-
-    def _not_started(self, cls: type, what: str) -> IsolatedDatabase:
-        raise NotActiveError(what, runner="pytest")
 
     # -- the run -----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -57,6 +57,13 @@ APP_NAME = f"sqltx-test-{os.getpid()}"
 PYTHONPATH = os.pathsep.join([str(ROOT), str(SCENARIOS / "common")])
 
 
+def async_semantics_tests(target: str) -> int:
+    """How many tests the async_semantics scenario runs on ``target``, under
+    any runner (SQLite in memory: no real commits, and an engine made late is
+    a database of its own)."""
+    return {"sqlite+aiosqlite": 21, "sqlite+aiosqlite-file": 23}.get(target, 24)
+
+
 def dsn(driver: str = "psycopg2") -> str:
     """The test database's URL, for the given driver."""
     url = make_url(os.environ.get(DSN_ENV) or DEFAULT_DSN)
@@ -70,11 +77,17 @@ def mysql_dsn(driver: str = "pymysql") -> str:
     return url.render_as_string(hide_password=False)
 
 
+#: where pytest runs of the scenarios make their temporary directories (pytest-xdist
+#: always makes one), instead of /tmp/pytest-of-<user>: removed when this process ends
+PYTEST_TEMP = tempfile.TemporaryDirectory(prefix="sqltx-pytest-")
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without any SQLTX_ variable (a run must
     see only what the test gives it), with the scenarios' PYTHONPATH, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
     env["PYTHONPATH"] = PYTHONPATH
+    env["PYTEST_DEBUG_TEMPROOT"] = PYTEST_TEMP.name
     env.update(extra)
     return env
 

@@ -38,6 +38,8 @@ _DRIVER_CONNECTION = frozenset({"_connection", "driver_connection"})
 _MISSING = object()
 #: connection settings that, while armed, are remembered instead of applied
 _SETTINGS = frozenset({"autocommit", "readonly", "read_only", "deferrable", "isolation_level"})
+#: the adapters' autocommit methods (aiomysql's, asyncmy's; the others' is a property, a setting above)
+_AUTOCOMMIT_METHODS = frozenset({"autocommit", "get_autocommit"})
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class AsyncDriver:
     #: (asyncpg's, aiomysql's: their streams are the loop's); psycopg's and
     #: aiosqlite's wait on whichever loop runs them
     loop_bound: bool = True
+    #: whether ``isolation_level = None`` on the adapter means autocommit (aiosqlite's, as sqlite3's)
+    none_level_autocommits: bool = False
 
 
 class AsyncRunCursor:
@@ -149,6 +153,12 @@ class AsyncRunConnection(SavepointConnection):
     # -- the adapter, through the run's loop ------------------------------------
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._sqltx_inner, name)
+        if name in _AUTOCOMMIT_METHODS and callable(value) and self.sqltx_armed:
+            # aiomysql's and asyncmy's autocommit(on): inside the run's
+            # transaction, remembered and emulated, as with the sync drivers
+            if name == "autocommit":
+                return lambda on: self.sqltx_remember("autocommit", bool(on))
+            return lambda: bool(self.sqltx_remembered("autocommit", False))
         if name in _DRIVER_CONNECTION and self._sqltx_driver.loop_bound and not self._sqltx_loop.in_loop_thread() \
                 and not in_bridge():
             # Code that reaches past the adapter (a dialect setting up a
@@ -164,6 +174,8 @@ class AsyncRunConnection(SavepointConnection):
             self.__dict__[name] = value
         elif name in _SETTINGS and self.sqltx_armed:
             self.sqltx_remember(name, value)
+            if name == "isolation_level" and self._sqltx_driver.none_level_autocommits:
+                self.sqltx_remember("autocommit", value is None)
         elif name in _SETTINGS and getattr(self._sqltx_inner, name, _MISSING) == value:
             # Already so (the run set it up that way: SQLite's isolation_level
             # None). aiosqlite's adapter would wait for the change on the

@@ -131,6 +131,10 @@ class Backend:
         engine = create_engine(url, poolclass=bridged_pool(poolclass or AsyncAdaptedQueuePool, loop), **kwargs)
         bridge_engine(engine, loop, self.async_drivers[self.driver], self.async_connect_params, self.cancel,
                       once=mask_url(url) if run else None)
+        if run:
+            # SQLAlchemy sets an isolation level with SQL that commits
+            # (MySQL), or a driver setting: remembered and emulated instead.
+            remember_isolation_level(engine)
         return engine
 
     def async_connect_params(self, cparams: dict[str, Any]) -> None:

@@ -179,7 +179,7 @@ class SQLite(Backend):
     # SQLite has no failed-transaction state (see the sync class's _sqltx_status)
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = {"aiosqlite": AsyncDriver(
         status=lambda conn: INTRANS if conn.sqltx_raw.in_transaction else IDLE, one_statement_per_call=True,
-        loop_bound=False, app_begin=_BEGIN, nested_begin_error=_nested_begin)}
+        loop_bound=False, app_begin=_BEGIN, nested_begin_error=_nested_begin, none_level_autocommits=True)}
     worker_namespace = "an in-memory database of its own"
     named_databases = False  # a file's name says nothing; its tables do
     own_connect_args: ClassVar[Mapping[str, object]] = {"factory": OWN_CLASS, "isolation_level": None,

@@ -22,6 +22,7 @@ from tests.support import (
     QUICK,
     SCENARIOS,
     FunctionalTest,
+    async_semantics_tests,
     dsn,
     each_target,
     mysql_dsn,
@@ -81,8 +82,7 @@ class TestAsyncSemantics(FunctionalTest):
     @each_target(*ASYNC_TARGETS)
     def test_what_async_app_code_may_do(self, target):
         run = self.run_scenario("async_semantics", target=target)
-        # SQLite in memory: no real commits, and an engine made late is a database of its own
-        self.assertRan(run, {"sqlite+aiosqlite": 18, "sqlite+aiosqlite-file": 20}.get(target, 21))
+        self.assertRan(run, async_semantics_tests(target))
         self.assertIn("\nOK\n", run.stderr)
         self.assertIn(f" at {target.removesuffix('-file')}:/", run.stderr)
         # the app's CLI engine runs on the run's (async) driver, and the run says so
@@ -138,6 +138,23 @@ class TestAsyncEdges(FunctionalTest):
         waited = float(re.search(r"other connection waited ([\d.]+)s", run.stdout).group(1))
         self.assertGreater(waited, 0.5)
         self.assertLess(waited, 1.5)
+
+
+class TestAsyncProductionGuard(FunctionalTest):
+    def test_a_database_not_named_for_tests_is_refused(self):
+        from tests.functional.test_apps import psql
+
+        psql("CREATE DATABASE sqltx_shop")
+        self.addCleanup(psql, "DROP DATABASE sqltx_shop")
+        url = make_url(dsn("asyncpg")).set(database="sqltx_shop").render_as_string(hide_password=False)
+        run = run_nose2("async_semantics", env={"SQLTX_DSN": url})
+        self.assertEqual(run.returncode, 2, run.output)
+        lines = run.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, run.stderr)
+        self.assertIn(f"nose2-sqltx: error: refusing to run tests on {url.split('?')[0]}", lines[0])
+        self.assertIn("its name 'sqltx_shop' does not look like a test database", lines[0])
+        self.assertEqual(psql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", "sqltx_shop"), [(0,)])
+        self.assertDatabaseUnchanged()
 
 
 class TestAsyncBadInput(OneLineErrorTest):

@@ -15,6 +15,7 @@ from tests.support import (
     SCENARIOS,
     FunctionalTest,
     Run,
+    async_semantics_tests,
     clean_env,
     dsn,
     each_target,
@@ -79,8 +80,7 @@ class TestAsyncUnderEveryRunner(FunctionalTest):
         for runner in ("pytest", "unittest"):
             with self.subTest(runner=runner):
                 run = self.run_scenario("async_semantics", target=target, runner=runner)
-                # as under nose2 (test_async.py): SQLite in memory has no real commits
-                self.assertRan(run, {"sqlite+aiosqlite": 18, "sqlite+aiosqlite-file": 20}.get(target, 21))
+                self.assertRan(run, async_semantics_tests(target))  # as under nose2
                 self.assertIn(PASSED[runner], run.output)
                 self.assertIn("all rolled back", summary_of(run))
 
@@ -186,6 +186,16 @@ class TestOneConfiguration(FunctionalTest):
                     run = self.run_scenario(f"config_files/{where}", runner=runner)
                     self.assertRan(run, 2)
                     self.assertIn("schema (2 tables)", summary_of(run))
+
+    def test_a_pyproject_section_with_parallel_workers_on_a_throwaway_server(self):
+        # nose2's main process tells its workers the server's URL through nose2's own config: on top of the section
+        for runner in ("nose2 -N 2", "pytest -n 2"):
+            with self.subTest(runner=runner):
+                run = self.run_scenario("config_files/toml", runner=runner, set_dsn=False)
+                self.assertRan(run, 2)
+                self.assertIn("(throwaway server, ", summary_of(run))
+                self.assertIn("parallel workers", summary_of(run))
+                self.assertEqual(_throwaway_servers(), [], "a throwaway server left running")
 
     def test_sections_in_two_files_are_one_line(self):
         expected = {"nose2": 2, "pytest": 4, "unittest": 1}

@@ -17,6 +17,16 @@ IN_MEMORY = os.environ["SQLTX_DSN"].startswith("sqlite") and os.environ["SQLTX_D
 #: a statement that takes five seconds, where the database has one
 SLEEP = {"postgresql": "SELECT pg_sleep(5)", "mysql": "SELECT SLEEP(5)"}.get(os.environ["SQLTX_DSN"].split("+")[0])
 
+def adapter_autocommit(raw, on):
+    """Each async adapter's own way of switching autocommit on and off."""
+    if callable(getattr(raw, "autocommit", None)):  # aiomysql, asyncmy
+        raw.autocommit(on)
+    elif os.environ["SQLTX_DSN"].startswith("sqlite"):  # aiosqlite, as sqlite3
+        raw.isolation_level = None if on else ""
+    else:  # asyncpg, psycopg
+        raw.autocommit = on
+
+
 async def count(conn, model=Customer):
     return (await conn.execute(select(func.count()).select_from(model))).scalar_one()
 
@@ -62,6 +72,39 @@ class TestAsyncCommitPaths(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase):
         await self.session.commit()
         names = (await self.session.scalars(select(Customer.name).order_by(Customer.name))).all()
         self.assertEqual(names, ["kept", "outer"])
+
+    async def test_autocommit(self):
+        # AUTOCOMMIT is emulated inside the test: each statement kept, a rollback undoes nothing
+        conn = await self.engine.connect()
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        await conn.execute(insert(Customer).values(name="j"))
+        await conn.rollback()
+        await conn.close()
+        self.assertEqual(await count(self.connection), 1)
+
+    async def test_serializable_ignored(self):
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="SERIALIZABLE")
+            await conn.execute(insert(Customer).values(name="k"))
+            await conn.commit()
+        self.assertEqual(await count(self.connection), 1)
+        self.assertEqual(await count(self.connection, Role), 2, "a setting ended the run's transaction")
+
+    async def test_the_adapters_own_autocommit(self):
+        def raw_work(sync_conn):
+            raw = sync_conn.connection.dbapi_connection  # SQLAlchemy's adapter of the driver
+            adapter_autocommit(raw, True)
+            cur = raw.cursor()
+            cur.execute("INSERT INTO sqltx_customer (name) VALUES ('r')")
+            raw.rollback()  # autocommit: nothing to undo
+            adapter_autocommit(raw, False)
+            cur.execute("INSERT INTO sqltx_customer (name) VALUES ('s')")
+            raw.rollback()
+
+        async with self.engine.connect() as conn:
+            await conn.run_sync(raw_work)
+        self.assertEqual(await count(self.connection), 1)
+        self.assertEqual(await count(self.connection, Role), 2, "a driver call ended the run's transaction")
 
     async def test_app_session_closed_without_commit_undoes_its_work(self):
         async with app.AsyncSessionLocal() as session:
