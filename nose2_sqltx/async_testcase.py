@@ -80,7 +80,7 @@ class AsyncDatabaseTest(DatabaseTest):
                 "run. Mix it with unittest.IsolatedAsyncioTestCase: "
                 f"class {cls.__name__}(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase)"
             )
-        database = database_for(cls, "AsyncDatabaseTest")
+        database = database_for("AsyncDatabaseTest")
         if not database.backend.is_async:
             raise AsyncDriverRequiredError(database.masked_url, database.backend.driver)
         super().setUpClass()

@@ -74,17 +74,10 @@ def _label(path: str) -> str:
 def sections_in(directory: str | Path = ".", files: Iterable[str] = CONFIG_FILES) -> list[Section]:
     """The ``[sqltx]`` sections of ``files`` (of :data:`CONFIG_FILES`) in ``directory``."""
     found = []
-    toml = Path(directory) / "pyproject.toml"
-    if "pyproject.toml" in files and toml.is_file():
-        section = _from_toml(toml)
-        if section is not None:
-            found.append(section)
-    for name in CONFIG_FILES[1:]:
+    for name in files:
         path = Path(directory) / name
-        if name not in files:
-            continue
         if path.is_file():
-            section = _from_cfg(path)
+            section = _from_toml(path) if name.endswith(".toml") else _from_cfg(path)
             if section is not None:
                 found.append(section)
     return found

@@ -74,15 +74,17 @@ class ConfigError(SqltxError, ValueError):
 class NotActiveError(SqltxError, RuntimeError):
     """Database access was asked for while no isolated database is running."""
 
-    def __init__(self, what: str = "DatabaseTest", runner: str = "nose2") -> None:
+    def __init__(self, what: str = "DatabaseTest", runner: str = "nose2", switched_off_in: str | None = None) -> None:
         self.what = what
         self.runner = runner
-        if runner == "pytest":
+        #: the config file whose ``always-on = false`` switched nose2-sqltx off
+        self.switched_off_in = switched_off_in
+        if switched_off_in is not None:  # (python -m unittest's: the other runners have a switch)
+            message = (f"{what}: nose2-sqltx is switched off by always-on = false in {switched_off_in}, and python -m "
+                       "unittest has no switch to turn it on: remove that line, or run nose2 --sqltx or pytest --sqltx")
+        elif runner == "pytest":
             message = (f"{what} needs nose2-sqltx's pytest plugin, which is not switched on: add a [tool.sqltx] "
                        "section to pyproject.toml (or [sqltx] to setup.cfg), set SQLTX_DSN, or run pytest --sqltx")
-        elif runner.startswith("off:"):
-            message = (f"{what}: nose2-sqltx is switched off by always-on = false in {runner[4:]}, and python -m "
-                       "unittest has no switch to turn it on: remove that line, or run nose2 --sqltx or pytest --sqltx")
         elif runner == "unittest":
             message = (f"{what} under python -m unittest: unittest calls nothing around a test that is not a "
                        "DatabaseTest, so it has no transaction of its own (and under unittest the first "

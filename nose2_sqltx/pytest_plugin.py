@@ -43,7 +43,7 @@ from .leaks import is_write
 from .messages import PREFIX
 from .scopes import Scope
 from .signals import StopSignals
-from .testcase import DatabaseTest, when_not_running
+from .testcase import DatabaseTest, wants_real_commits, when_not_running
 from .testrun import TestRun
 
 __unittest = True
@@ -85,9 +85,11 @@ def pytest_configure(config: Any) -> None:
     explicit = config.getoption("sqltx") or dsn is not None or _loaded_with_p(config)
     # always-on = false in the section keeps it off, whatever the environment says, unless asked for here
     active = explicit or (section.active if section is not None else bool(os.environ.get(DSN_ENV, "").strip()))
+    # Under pytest no DatabaseTest opens a run (the unittest adapter's way):
+    # the plugin does, or asking for one says how to switch it on.
+    when_not_running(None)
+    explain_inactive(_not_active)
     if not active:
-        when_not_running(_inactive)
-        explain_inactive(lambda what: NotActiveError(what, runner="pytest"))
         config.pluginmanager.register(_Inactive(), "sqltx-inactive")
         return
     try:
@@ -105,9 +107,9 @@ def _loaded_with_p(config: Any) -> bool:
                for arg, nxt in zip(args, [*args[1:], ""], strict=True))
 
 
-def _inactive(cls: type, what: str) -> IsolatedDatabase:
-    """A DatabaseTest class asked for the run, and pytest has none open (the plugin is off, or the run not started)."""
-    raise NotActiveError(what, runner="pytest")
+def _not_active(what: str) -> Exception:
+    """What asking for the run says when pytest has none open (the plugin is off, or the run not started)."""
+    return NotActiveError(what, runner="pytest")
 
 
 class _Inactive:
@@ -115,10 +117,9 @@ class _Inactive:
 
     def pytest_collection_finish(self, session: Any) -> None:
         for item in session.items:
-            cls = getattr(item, "cls", None)
-            if isinstance(cls, type) and issubclass(cls, DatabaseTest):
-                what = "AsyncDatabaseTest" if issubclass(cls, AsyncDatabaseTest) else "DatabaseTest"
-                raise pytest.UsageError(f"{PREFIX}: error: {item.nodeid}: {NotActiveError(what, runner='pytest')}")
+            if _is_database_test(item):
+                what = "AsyncDatabaseTest" if issubclass(item.cls, AsyncDatabaseTest) else "DatabaseTest"
+                raise pytest.UsageError(f"{PREFIX}: error: {item.nodeid}: {_not_active(what)}")
 
 
 class SqltxPytest:
@@ -139,8 +140,6 @@ class SqltxPytest:
         self.failed: SqltxError | None = None
         self.signals = StopSignals(defer=defer_stop)
         self.summary = ""
-        when_not_running(_inactive)
-        explain_inactive(lambda what: NotActiveError(what, runner="pytest"))
 
     # -- the run -----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
@@ -245,8 +244,7 @@ class SqltxPytest:
         if database is None or _is_database_test(request.node):
             yield None
             return
-        obj = getattr(request.node, "obj", None)
-        real = getattr(obj, "_sqltx_real_commits", False) or getattr(request.node.cls, "real_commits", False) is True
+        real = wants_real_commits(request.node.cls, getattr(request.node, "obj", None))
         scope = database.begin_scope(real_commits=real)
         try:
             yield scope
@@ -285,29 +283,29 @@ def _sqltx_test_scope(request: Any) -> Iterator[Scope | None]:
     yield from plugin.test_scope(request)
 
 
-def _scope(request: Any) -> Scope:
-    scope = request.getfixturevalue("_sqltx_test_scope")
+def _scope(scope: Scope | None, request: Any) -> Scope:
+    """The test's scope, for the fixtures below; None: say why there is none."""
     if scope is None:
         if request.config.pluginmanager.get_plugin("sqltx-run") is None:
-            raise NotActiveError(f"the fixture {request.fixturename}", runner="pytest")
+            raise _not_active(f"the fixture {request.fixturename}")
         raise SqltxError(f"the fixture {request.fixturename} is for test functions; a DatabaseTest has "
                          "self.session, self.connection and self.engine")
-    return scope  # type: ignore[no-any-return]
+    return scope
 
 
 @pytest.fixture
 def sqltx_session(_sqltx_test_scope: Scope | None, request: Any) -> Any:
     """An ORM Session in this test's transaction (its commits are savepoints, undone after the test)."""
-    return _scope(request).session
+    return _scope(_sqltx_test_scope, request).session
 
 
 @pytest.fixture
 def sqltx_connection(_sqltx_test_scope: Scope | None, request: Any) -> Any:
     """A Connection in this test's transaction."""
-    return _scope(request).connection
+    return _scope(_sqltx_test_scope, request).connection
 
 
 @pytest.fixture
 def sqltx_engine(_sqltx_test_scope: Scope | None, request: Any) -> Any:
     """An Engine whose every connection is this test's transaction (for app code that connects by itself)."""
-    return _scope(request).engine
+    return _scope(_sqltx_test_scope, request).engine

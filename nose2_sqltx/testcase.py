@@ -34,29 +34,30 @@ from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "real_commits", "when_not_running", "database_for"]
+__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "wants_real_commits", "real_commits", "when_not_running",
+           "database_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: Opener = what to do when a DatabaseTest class starts and no run is open: (the class, its kind) -> the run
-Opener = Callable[[type, str], IsolatedDatabase]
+#: Opener = what to do when a DatabaseTest class starts and no run is open: (its kind, for messages) -> the run
+Opener = Callable[[str], IsolatedDatabase]
 _opener: Opener | None = None
 
 
 def when_not_running(opener: Opener | None) -> None:
     """Say what opens the run when a ``DatabaseTest`` class starts and none
     is open: a runner adapter's choice (``python -m unittest``: open one
-    now; an inactive pytest plugin: say how to switch it on). None: raise
-    :class:`~nose2_sqltx.errors.NotActiveError`."""
+    now; nose2 and pytest open it before any test). None: raise what
+    :func:`~nose2_sqltx.isolation.active_database` raises."""
     global _opener
     _opener = opener
 
 
-def database_for(cls: type, what: str = "DatabaseTest") -> IsolatedDatabase:
-    """The running database for test class ``cls``, opened by the runner's
-    opener (:func:`when_not_running`) if no run is open yet."""
+def database_for(what: str = "DatabaseTest") -> IsolatedDatabase:
+    """The running database for a test class (``what``: its kind), opened by
+    the runner's opener (:func:`when_not_running`) if no run is open yet."""
     if not is_running() and _opener is not None:
-        return _opener(cls, what)
+        return _opener(what)
     return active_database(what)
 
 
@@ -69,8 +70,12 @@ def real_commits(test: F) -> F:
 def asks_real_commits(test: Any) -> bool:
     """Whether ``test`` (any TestCase) asks for real commits: ``real_commits
     = True`` on its class, or ``@real_commits`` on its method."""
-    method = getattr(test, getattr(test, "_testMethodName", ""), None)
-    return getattr(type(test), "real_commits", False) is True or getattr(method, "_sqltx_real_commits", False)
+    return wants_real_commits(type(test), getattr(test, getattr(test, "_testMethodName", ""), None))
+
+
+def wants_real_commits(cls: type | None, function: Any) -> bool:
+    """Whether a test (its class, if any, and its function) asks for real commits."""
+    return getattr(cls, "real_commits", False) is True or bool(getattr(function, "_sqltx_real_commits", False))
 
 
 class _Handle:
@@ -172,7 +177,7 @@ class DatabaseTest:
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()  # type: ignore[misc]
-        database = database_for(cls)
+        database = database_for()
         cls._sqltx_class_scope = None
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.

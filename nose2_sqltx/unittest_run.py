@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+import unittest
 from typing import Any
 
 from .async_testcase import AsyncDatabaseTest
@@ -55,21 +56,20 @@ def install() -> None:
 
 def _no_run(what: str) -> Exception:
     if "nose2.main" in sys.modules:
-        return NotActiveError(what)  # nose2 without the plugin: how to load it
+        return NotActiveError(what)  # nose2 runs the tests, without the plugin: how to load it
     return NotActiveError(what, runner="unittest")
 
 
-def open_run(cls: type, what: str) -> IsolatedDatabase:
-    """Open the run for test class ``cls`` (the first of the process to ask)."""
+def open_run(what: str) -> IsolatedDatabase:
+    """Open the run for the first test class of the process that asks (``what``: its kind)."""
     if "nose2.main" in sys.modules:
-        # nose2 runs the tests, without the plugin (not loaded, or switched off)
-        raise NotActiveError(what)
+        raise _no_run(what)  # nose2's plugin (not loaded, or switched off) would have opened it
     if _State.failed is not None:
         raise _State.failed
     try:
         section = find_section(os.getcwd())
         if section is not None and not section.active:
-            raise NotActiveError(what, runner=f"off:{section.path}")
+            raise NotActiveError(what, runner="unittest", switched_off_in=section.path)
         settings = Settings.from_options(section.options if section is not None else ())
         run = TestRun(settings)
         _State.signals.install()
@@ -95,10 +95,11 @@ def open_run(cls: type, what: str) -> IsolatedDatabase:
 
 
 def _async_test_class() -> str | None:
+    """An AsyncDatabaseTest test class imported so far (``discover`` imports them all before the first runs)."""
     pending = list(AsyncDatabaseTest.__subclasses__())
     while pending:
         cls = pending.pop()
-        if "unittest" in {base.__module__ for base in cls.__mro__[1:] if base.__name__ == "IsolatedAsyncioTestCase"}:
+        if issubclass(cls, unittest.IsolatedAsyncioTestCase):
             return f"{cls.__module__}.{cls.__qualname__}"
         pending.extend(cls.__subclasses__())
     return None

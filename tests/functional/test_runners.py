@@ -8,6 +8,7 @@ import sys
 import time
 from typing import ClassVar
 
+from tests.functional.test_server import server_processes
 from tests.support import (
     ASYNC_TARGETS,
     ROOT,
@@ -166,13 +167,10 @@ class TestExamplesUnderEveryRunner(FunctionalTest):
 
 
 def _throwaway_servers() -> list[str]:
-    out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    """The throwaway servers' processes still running, after a moment to go."""
     deadline = time.monotonic() + 10
-    found = [line for line in out.splitlines() if "nose2-sqltx-pg-" in line and "postgres" in line]
-    while found and time.monotonic() < deadline:  # a postmaster takes a moment to go
+    while (found := server_processes("nose2-sqltx-pg-")) and time.monotonic() < deadline:
         time.sleep(0.1)
-        out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-        found = [line for line in out.splitlines() if "nose2-sqltx-pg-" in line and "postgres" in line]
     return found
 
 
