@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
 
@@ -22,3 +25,19 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     """Median, 10th and 90th percentile."""
     deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
     return statistics.median(values), deciles[0], deciles[-1]
+
+
+@contextmanager
+def benchmark_database() -> Iterator[tuple[str, dict[str, str]]]:
+    """The database the benchmark's nose2 runs use: SQLTX_DSN's, or a throwaway
+    server of the benchmark's own for as long as the block runs. Yields the URL
+    and the environment variables the runs need (the production guard lets
+    them use the benchmark's own server's ``postgres`` database)."""
+    dsn = os.environ.get("SQLTX_DSN")
+    if dsn:
+        yield dsn, {}
+        return
+    from nose2_sqltx import TemporaryPostgres
+
+    with TemporaryPostgres() as server:
+        yield server.url.render_as_string(hide_password=False), {"SQLTX_ALLOW_DATABASE": "postgres"}

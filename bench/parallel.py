@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import spread
+from bench.common import benchmark_database, spread
 
 SCENARIO = ROOT / "tests" / "functional" / "scenarios" / "parallel"
 MODES = {"serial": [], "-N 2": ["--plugin", "nose2.plugins.mp", "-N", "2"]}
@@ -46,37 +46,27 @@ def place_costs(rounds: int) -> dict[str, list[float]]:
     a schema made in the worker's transaction (what nose2-sqltx does), or a
     database copied from a template (created, then dropped)."""
     import psycopg2
-
-    from nose2_sqltx import TemporaryPostgres
-
-    server = None
-    dsn = os.environ.get("SQLTX_DSN")
-    if not dsn:
-        server = TemporaryPostgres()
-        server.start()
-        dsn = server.url.render_as_string(hide_password=False)
     from sqlalchemy.engine import make_url
 
-    url = make_url(dsn)
-    params = {"dbname": url.database, "user": url.username, "password": url.password,
-              "host": url.host or url.query.get("host"), "port": url.port or url.query.get("port")}
-    conn = psycopg2.connect(**{k: v for k, v in params.items() if v})
-    conn.autocommit = True
-    cur = conn.cursor()
     costs: dict[str, list[float]] = {"schema in the transaction": [], "database from template": []}
-    try:
-        for i in range(rounds):
-            started = time.perf_counter()
-            cur.execute("BEGIN; CREATE SCHEMA sqltx_bench_w; SET search_path TO sqltx_bench_w, public; ROLLBACK")
-            costs["schema in the transaction"].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            cur.execute(f"CREATE DATABASE sqltx_bench_{i} TEMPLATE template1")
-            cur.execute(f"DROP DATABASE sqltx_bench_{i}")
-            costs["database from template"].append(time.perf_counter() - started)
-    finally:
-        conn.close()
-        if server is not None:
-            server.stop()
+    with benchmark_database() as (dsn, _):
+        url = make_url(dsn)
+        params = {"dbname": url.database, "user": url.username, "password": url.password,
+                  "host": url.host or url.query.get("host"), "port": url.port or url.query.get("port")}
+        conn = psycopg2.connect(**{k: v for k, v in params.items() if v})
+        conn.autocommit = True
+        cur = conn.cursor()
+        try:
+            for i in range(rounds):
+                started = time.perf_counter()
+                cur.execute("BEGIN; CREATE SCHEMA sqltx_bench_w; SET search_path TO sqltx_bench_w, public; ROLLBACK")
+                costs["schema in the transaction"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                cur.execute(f"CREATE DATABASE sqltx_bench_{i} TEMPLATE template1")
+                cur.execute(f"DROP DATABASE sqltx_bench_{i}")
+                costs["database from template"].append(time.perf_counter() - started)
+        finally:
+            conn.close()
     return costs
 
 

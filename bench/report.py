@@ -4,8 +4,9 @@
 Runs, one after another, each on its own throwaway server: isolation.py
 (per-test cost of the strategies, with the chart), suite.py (whole suites
 through nose2), startup.py (the throwaway server), parallel.py (serial vs
--N 2) and soak.py (20,000 tests, and the control). Their outputs go into the
-page as they were printed.
+-N 2), shared_database.py (1, 2 and 4 runs at once on one database),
+shards.py (a suite split in 4) and soak.py (20,000 tests, and the control).
+Their outputs go into the page as they were printed.
 
     python bench/report.py            # the numbers in docs/
     python bench/report.py --quick    # fewer rounds and tests: a smoke run
@@ -43,6 +44,8 @@ def main() -> int:
     suite = ["bench/suite.py", "--tests", "100" if q else "1000", "--tables", "30", "--rounds", "1"]
     startup = ["bench/startup.py", "--rounds", "3" if q else "15", "--tables", "100"]
     parallel = ["bench/parallel.py", "--rounds", "2" if q else "7"]
+    shared = ["bench/shared_database.py", "--rounds", "2" if q else "5"]
+    shards = ["bench/shards.py", "--rounds", "1" if q else "3"]
     soak = ["bench/soak.py", "--tests", "2000" if q else "20000"]
     run(iso)
     isolation = (DOCS / "isolation.md").read_text().split("\n", 2)[2]  # drop its title
@@ -51,6 +54,8 @@ def main() -> int:
         ("Whole suites through nose2", suite, run(suite)),
         ("The throwaway server: start-up (including create_all of 100 tables) and stop", startup, run(startup)),
         ("Parallel runs: serial against -N 2", parallel, run(parallel)),
+        ("Runs sharing one database: 1, 2 and 4 at once", shared, run(shared)),
+        ("A suite split into 4 shards: by test counts and by the durations file", shards, run(shards)),
         ("Savepoints do not pile up, and long runs stay fast: 20,000 tests in one run", soak, run(soak)),
     ]
     page = [

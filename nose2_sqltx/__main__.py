@@ -7,8 +7,9 @@ import sys
 from .config import ENVIRONMENT, KEY_HELP, PUBLIC_KEYS
 from .environment import CACHE_DIR_ENV
 from .postmaster import stop_kept_servers
+from .sharding import merge_durations
 
-USAGE = "usage: python -m nose2_sqltx [--help | stop-server]"
+USAGE = "usage: python -m nose2_sqltx [--help | stop-server | merge-durations OUT FILE...]"
 
 
 def help_text() -> str:
@@ -30,6 +31,9 @@ under python -m unittest the first DatabaseTest class opens the run.
 commands:
   --help         this text
   stop-server    stop the throwaway servers that keep-server left running
+  merge-durations OUT FILE...
+                 merge the durations files of a CI run's shards into OUT
+                 (the newest time of each test class wins)
 
 [sqltx] keys:
 {keys}
@@ -40,11 +44,13 @@ environment variables:
 nose2 options:
   --sqltx        switch the plugin on where always-on = false
   --sqltx-dsn    the database URL for this run (wins over SQLTX_DSN and dsn)
+  --sqltx-shard  run shard I/N of the suite (wins over SQLTX_SHARD and shard)
   -N 2           two parallel workers, each with its own transaction
 
 pytest options:
   --sqltx        switch the plugin on (also without a section or SQLTX_DSN)
   --sqltx-dsn    the database URL for this run (wins over SQLTX_DSN and dsn)
+  --sqltx-shard  run shard I/N of the suite (wins over SQLTX_SHARD and shard)
   -n 2           two pytest-xdist workers, each with its own transaction
 
 The README has the whole story of every setting."""
@@ -60,6 +66,13 @@ def main(argv: list[str]) -> int:
             print(f"stopped {line}")
         if not stopped:
             print("no kept server was running")
+        return 0
+    if argv[:1] == ["merge-durations"]:
+        if len(argv) < 3:
+            print(f"nose2-sqltx: error: merge-durations needs OUT and at least one FILE. {USAGE}", file=sys.stderr)
+            return 2
+        for problem in merge_durations(argv[1], argv[2:]):
+            print(f"nose2-sqltx: warning: {problem}", file=sys.stderr)
         return 0
     given = " ".join(argv) if argv else "nothing"
     print(f"nose2-sqltx: error: unknown command: {given}. {USAGE}", file=sys.stderr)

@@ -29,10 +29,12 @@ from .environment import (
     KEEP_SERVER_ENV,
     PG_BINDIR_ENV,
     SERVER_DIR_ENV,
+    SHARD_ENV,
 )
 from .errors import ConfigError
 from .messages import mask_url
 from .redirect import redirect_kind
+from .sharding import Shard, shard_from_ci
 
 __unittest = True
 
@@ -40,12 +42,15 @@ __all__ = ["KEY_HELP", "Settings", "Loaded", "check_sections", "load_objects", "
 
 #: the main process's note to the workers of nose2 -N: the dsn it sets is its throwaway server
 MAIN_SERVER_KEY = "sqltx-main-server"
+#: the main process's note to the workers of nose2 -N: how many of them share the database
+WORKERS_KEY = "sqltx-workers"
 #: Every key ``[sqltx]`` accepts; ``always-on`` is nose2's own.
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
-    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "always-on",
-    MAIN_SERVER_KEY,
+    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
+    "durations", "always-on",
+    MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
 PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
@@ -69,6 +74,8 @@ KEY_HELP = {
     "server-dir": "throwaway server: where its directory is made",
     "create-database": "MySQL/MariaDB: a database of the run's own (true, the default) or the DSN's (false)",
     "reset-sequences": "every test starts from the same sequence values (true/false)",
+    "shard": "run one part of the suite, I/N counting from 1 (1/3, 2/3, 3/3); off: ignore the CI's job variables",
+    "durations": "a JSON file of test class times: read to balance the shards, written after the run",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -78,6 +85,7 @@ ENVIRONMENT = {
     "keep-server": KEEP_SERVER_ENV,
     "server-dir": SERVER_DIR_ENV,
     "allow-database": ALLOW_DATABASE_ENV,
+    "shard": SHARD_ENV,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -186,13 +194,23 @@ class Settings:
     server_dir: str | None = None
     create_database: bool = True
     reset_sequences: bool = False
+    #: the part of the suite this run runs (None: all of it)
+    shard: Shard | None = None
+    #: the durations file, if any
+    durations: str | None = None
     engines: tuple[str, ...] = ()
     sessions: tuple[str, ...] = ()
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
     from_main_server: bool = False
+    #: how many parallel workers share the database (0: not told; set by the main process)
+    workers: int = 0
     #: where ``url`` came from, as errors name it: ``dsn``, the environment variable or the command-line option
     dsn_source: str = "dsn"
+
+    def with_shard(self, raw: str, source: str) -> Settings:
+        """These settings with the shard ``raw`` (``I/N`` or ``off``), given by ``source``."""
+        return replace(self, shard=_parse_shard(raw, source, {}))
 
     def with_dsn(self, raw: str, source: str) -> Settings:
         """These settings with the database URL ``raw``, given by ``source``
@@ -264,12 +282,15 @@ class Settings:
             server_dir=with_env("server-dir")[0] or None,
             create_database=create_database,
             reset_sequences=_parse_bool("reset-sequences", one("reset-sequences", "false")),
+            shard=_parse_shard(*with_env("shard"), environ),
+            durations=one("durations", "") or None,
             engines=_parse_paths("engines", values.get("engines", [])),
             sessions=_parse_paths("sessions", values.get("sessions", [])),
             alembic=alembic,
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
+            workers=int(one(WORKERS_KEY, "0")) if one(WORKERS_KEY, "0").isdigit() else 0,
             dsn_source=source,
         )
 
@@ -354,3 +375,13 @@ def _load_fixture(path: str) -> Any:
             "Point it at a function that takes the run's Connection, e.g. myapp.testing:seed",
         )
     return obj
+
+
+def _parse_shard(raw: str, source: str, environ: Mapping[str, str]) -> Shard | None:
+    """``I/N``, ``off`` (the whole suite, whatever the CI says) or nothing
+    (the CI's parallel job variables, if any)."""
+    if raw.strip().lower() == "off":
+        return None
+    if raw.strip():
+        return Shard.parse(raw, source)
+    return shard_from_ci(environ)

@@ -10,6 +10,8 @@ __unittest = True
 
 #: the database URL; wins over ``dsn`` in ``[sqltx]``
 DSN_ENV = "SQLTX_DSN"
+#: this run's shard of the suite, I/N (see nose2_sqltx.sharding)
+SHARD_ENV = "SQLTX_SHARD"
 #: throwaway server: where ``initdb`` and ``postgres`` are; wins over ``pg-bindir``
 PG_BINDIR_ENV = "SQLTX_PG_BINDIR"
 #: throwaway server: leave it running for the next run; wins over ``keep-server``

@@ -43,7 +43,7 @@ from sqlalchemy.pool import NullPool
 from .adoption import Adoption
 from .connect_setup import read_setup
 from .connection import RunConnection, connect_errors
-from .dialects import Backend, backend_for
+from .dialects import Backend, backend_for, new_run_name
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import (
     AlreadyRunningError,
@@ -122,11 +122,19 @@ class IsolatedDatabase:
     ``fixtures``: callables run once, in order, with the run's Connection,
     after the schema exists; what they write is seen by every test.
     ``lock_timeout_ms`` / ``statement_timeout_ms``: server timeouts (0: off).
-    ``schema``: create the tables in a schema of this name, made (and gone)
-    with the run's transaction, so that several runs can share one database
-    at once (nose2's parallel workers). Tables that name their own schema
-    cannot be shared that way and are refused. Backends where every run
-    has a database of its own anyway (MySQL, SQLite in memory) need no schema.
+    ``schema``: the name of the run's own schema (PostgreSQL), made (and
+    gone) with the run's transaction. By default every PostgreSQL run gets
+    one, named ``sqltx_run_<random>``, first in its ``search_path``, so that
+    several runs (CI jobs, parallel workers, a developer's) share one
+    database at once without waiting on each other or seeing each other's
+    tables; a run whose metadata has tables that name their own schema
+    (``billing.ledger``) builds where those names say instead. ``parallel``:
+    the run is one of this many parallel workers (``nose2 -N``, ``pytest
+    -n``; 0: it is not) and must have a namespace of its own (refused where
+    the backend or the metadata cannot give it one); the start checks that
+    the server's lock table has room for all of them (PostgreSQL). Backends
+    where every run has a database of its own anyway (MySQL, SQLite in
+    memory) need no schema.
     ``create_database`` (MySQL/MariaDB): make a database for the run (the
     default); if false, create the tables in the DSN's database and drop them
     at the end.
@@ -158,6 +166,7 @@ class IsolatedDatabase:
         lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
         statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS,
         schema: str | None = None,
+        parallel: int = 0,
         create_database: bool = True,
         redirect: Mapping[str, Any] | None = None,
         alembic: str | None = None,
@@ -171,7 +180,6 @@ class IsolatedDatabase:
         self._sequences = SequenceReset(self.backend)
         if reset_sequences:
             self._sequences.check()
-        self.schema = schema
         self.redirection = Redirection(redirect or {})
         self.allow_databases = tuple(allow_databases)
         self.trusted = trusted
@@ -189,11 +197,16 @@ class IsolatedDatabase:
         self.outside_tests: str | None = None
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
                         alembic=alembic, fixtures=fixtures)
+        named = tables.named_schema_tables()
+        if schema is None and (parallel or (self.backend.private_runs and not named)):
+            schema = new_run_name()
+        #: the run's own namespace, if it has one
+        self.schema = schema
         namespace_sql = self.backend.private_namespace_sql(schema) if schema is not None else []
-        if namespace_sql and tables.named_schema_tables():
+        if namespace_sql and named:
             raise SetupError(
                 "sharing the database between parallel workers",
-                f"tables in named schemas ({', '.join(tables.named_schema_tables())}) would be created by "
+                f"tables in named schemas ({', '.join(named)}) would be created by "
                 "every worker in the same schema, and the workers would wait on each other; run without -N",
             )
         scopes = ScopeStack(self.redirection)
@@ -221,13 +234,19 @@ class IsolatedDatabase:
         self._parts = RunParts(
             database=self, backend=self.backend, schema=tables, scopes=scopes, redirection=self.redirection,
             watch=LeakWatch(is_run_engine=self._is_run_engine, log=log), handles=handles,
-            audit=CatalogAudit(self.backend, self.masked_url), namespace=schema, namespace_sql=namespace_sql)
+            audit=CatalogAudit(self.backend, self.masked_url), namespace=schema, namespace_sql=namespace_sql,
+            parallel=parallel)
         self._run: Run | None = None
         self._lost: ConnectionLostError | None = None
         #: a test's result carries the refusal that follows a raw COMMIT: its scope's end need not raise it again
         self._ending_reported = False
         #: how many times the run was built afresh because rolled-back rows had grown its tables
         self.refreshes = 0
+        #: what runs that were killed had left committed, dropped at the start
+        self.reaped: list[str] = []
+        #: the locks the run's transaction holds for its schema, from the start to
+        #: the end (PostgreSQL; None elsewhere): see the server's max_locks_per_transaction
+        self.locks: int | None = None
 
     # -- what the parts know, for callers --------------------------------------
     @property
@@ -304,6 +323,7 @@ class IsolatedDatabase:
                 connection = RunConnection(self.run_url, self.backend, self.masked_url, setup=setup)
                 with connection.engine.connect() as conn:
                     self._check_safe(conn)
+                    self.reaped = self.backend.reap(conn)
                     self._parts.audit.take(conn)
             self.server_version = self.backend.server_version(connection.dbapi)
             self.timings["connect"] = time.perf_counter() - started
@@ -320,6 +340,7 @@ class IsolatedDatabase:
                             statement_timeout_ms=self.statement_timeout_ms)
             self._run.open(first=True)
             self.timings.update(self._run.timings)
+            self.locks = self._run.locks
         except BaseException:
             self._teardown(connection, verify=False)
             raise
@@ -544,6 +565,8 @@ class IsolatedDatabase:
             if self.refreshes:
                 details += (f"; built afresh {self.refreshes} time(s) between tests, as rolled-back rows "
                             "had grown its tables")
+            if self.reaped:
+                details += f"; dropped what {len(self.reaped)} killed run(s) had left: {', '.join(self.reaped)}"
             if self.changed is not None:
                 details += "; the database was changed outside the run, see the error above"
             if self.redirection.set_aside:

@@ -38,7 +38,7 @@ from typing import Any
 from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
-from .config import MAIN_SERVER_KEY, Settings, check_sections
+from .config import MAIN_SERVER_KEY, WORKERS_KEY, Settings, check_sections
 from .config_files import Section, one_section, sections_in
 from .connection import defer_stop
 from .environment import DSN_ENV
@@ -46,6 +46,7 @@ from .errors import ConfigError, ConnectionLostError, SqltxError
 from .isolation import IsolatedDatabase
 from .messages import PREFIX
 from .scopes import Scope
+from .sharding import ShardRun, filter_suite, suite_ids
 from .signals import StopSignals
 from .testcase import DatabaseTest, asks_real_commits
 from .testrun import TestRun
@@ -92,6 +93,9 @@ class SqltxPlugin(Plugin):
             self.settings = Settings.from_options(options)
         except ConfigError as exc:
             _fatal(exc)
+        self.addArgument(self._shard_option, None, "sqltx-shard",
+                         "nose2-sqltx: run shard I of N of the suite (1/3, 2/3, 3/3; wins over SQLTX_SHARD, "
+                         "[sqltx] shard and the CI's parallel job variables)")
         self.addArgument(self._dsn_option, None, "sqltx-dsn",
                          "nose2-sqltx: the database URL for this run (wins over SQLTX_DSN and [sqltx] dsn); "
                          "python -m nose2_sqltx --help lists every setting")
@@ -102,11 +106,19 @@ class SqltxPlugin(Plugin):
         self._run_url: Any = None
         self._parallel = False
         self._plain: dict[int, Scope] = {}
+        #: this run's part of the suite, and the times of the test classes it ran
+        self._shard = ShardRun(None, None)
         self._summary = ""
         self._signals = StopSignals(defer=defer_stop)
         #: for the line a signal's stop prints: the test it stopped, how many finished
         self._running: Any = None
         self._finished: set[str] = set()
+
+    def _shard_option(self, values: list[str]) -> None:
+        try:
+            self.settings = self.settings.with_shard(values[0], "--sqltx-shard")
+        except ConfigError as exc:
+            _fatal(exc)
 
     def _dsn_option(self, values: list[str]) -> None:
         try:
@@ -121,6 +133,12 @@ class SqltxPlugin(Plugin):
         multiprocess plugin the workers do the database part, each on its own."""
         self._signals.install()
         self._parallel = _multiprocess_active(self.session)
+        self._shard = ShardRun(self.settings.shard, self.settings.durations)
+        if self.settings.shard is not None and getattr(event, "suite", None) is not None:
+            keep, lines = self._shard.keep(suite_ids(event.suite))
+            for line in lines:
+                print(line, file=sys.stderr)
+            event.suite = filter_suite(event.suite, keep)  # nose2 runs what this hook leaves here
         self.run = TestRun(self.settings)
         try:
             async_tests = _async_test_class(getattr(event, "suite", None))
@@ -147,11 +165,12 @@ class SqltxPlugin(Plugin):
     def registerInSubprocess(self, event: Any) -> None:
         """Join nose2's multiprocess workers; tell them the throwaway server's URL."""
         event.pluginClasses.append(type(self))
+        # Workers read the session's config, which the main process sends.
+        config = self.session.config
+        if not config.has_section(self.configSection):
+            config.add_section(self.configSection)
+        config.set(self.configSection, WORKERS_KEY, str(_multiprocess_workers(self.session)))
         if self.run.server is not None:
-            # Workers read the session's config, which the main process sends.
-            config = self.session.config
-            if not config.has_section(self.configSection):
-                config.add_section(self.configSection)
             # nose2 reads the config with % interpolation: escape the URL's %.
             url = (self._run_url or self.run.server.url).render_as_string(hide_password=False)
             config.set(self.configSection, "dsn", url.replace("%", "%%"))
@@ -181,6 +200,7 @@ class SqltxPlugin(Plugin):
     def startTest(self, event: Any) -> None:
         """Give tests that are not DatabaseTests a scope too (``current()``)."""
         self._running = event.test
+        self._shard.started(event.test.id(), event.startTime)
         if self.database is not None and not isinstance(event.test, DatabaseTest):
             try:
                 self._plain[id(event.test)] = self.database.begin_scope(real_commits=asks_real_commits(event.test))
@@ -191,6 +211,7 @@ class SqltxPlugin(Plugin):
         """Roll back a plain test's scope; a problem is that test's error."""
         if self._running is not None and self._running.id() in self._finished:
             self._running = None
+        self._shard.stopped(event.test.id(), event.stopTime)
         scope = self._plain.pop(id(event.test), None)
         if scope is not None and self.database is not None:
             try:
@@ -225,6 +246,7 @@ class SqltxPlugin(Plugin):
         stopped = self._signals.received
         self._signals.restore()
         database, self.database = self.database, None
+        self._shard.finish()
         problems = self.run.stop()
         for problem in problems:
             _report_end_of_run(event, problem)
@@ -277,6 +299,14 @@ def _multiprocess_active(session: Any) -> bool:
     """Whether nose2's multiprocess plugin will run the tests in workers."""
     return any(type(p).__module__ == _MP and type(p).__name__ == "MultiProcess"
                for p in session.hooks.startTestRun.plugins)
+
+
+def _multiprocess_workers(session: Any) -> int:
+    """How many workers nose2's multiprocess plugin starts (0: cannot tell)."""
+    for plugin in session.hooks.startTestRun.plugins:
+        if type(plugin).__module__ == _MP and type(plugin).__name__ == "MultiProcess":
+            return int(getattr(plugin, "procs", 0) or 0)
+    return 0
 
 
 def _fail_all(suite: Any, result: Any, error: Exception) -> None:

@@ -42,6 +42,7 @@ from .isolation import IsolatedDatabase, explain_inactive
 from .leaks import is_write
 from .messages import PREFIX
 from .scopes import Scope
+from .sharding import ShardRun, unit_of_nodeid
 from .signals import StopSignals
 from .testcase import DatabaseTest, wants_real_commits, when_not_running
 from .testrun import TestRun
@@ -65,6 +66,9 @@ def pytest_addoption(parser: Any, pluginmanager: Any) -> None:
                     help="switch nose2-sqltx on (also without a [tool.sqltx] section or SQLTX_DSN)")
     group.addoption("--sqltx-dsn", default=None, metavar="URL",
                     help="nose2-sqltx: the database URL for this run (wins over SQLTX_DSN and the dsn key)")
+    group.addoption("--sqltx-shard", default=None, metavar="I/N",
+                    help="nose2-sqltx: run shard I of N of the suite (1/3, 2/3, 3/3; wins over SQLTX_SHARD, "
+                         "the shard key and the CI's parallel job variables)")
     if importlib.util.find_spec("xdist") is None or pluginmanager.is_blocked("xdist"):
         # Without pytest-xdist, `pytest -n 2` would be a usage error that
         # does not say what is missing.
@@ -96,6 +100,9 @@ def pytest_configure(config: Any) -> None:
         settings = Settings.from_options(section.options if section is not None else ())
         if dsn is not None:
             settings = settings.with_dsn(dsn, "--sqltx-dsn")
+        shard = config.getoption("sqltx_shard")
+        if shard is not None:
+            settings = settings.with_shard(shard, "--sqltx-shard")
     except SqltxError as exc:
         raise pytest.UsageError(f"{PREFIX}: error: {exc}") from None
     config.pluginmanager.register(SqltxPytest(config, settings), "sqltx-run")
@@ -133,17 +140,24 @@ class SqltxPytest:
         #: the main process of pytest-xdist: its workers run the tests, each with a run of its own
         self.controller = not self.worker and getattr(config.option, "dist", "no") != "no"
         main_server = worker_input.get(_WORKER_SERVER) if worker_input is not None else None
-        self.run = TestRun(settings, worker=self.worker, main_server=main_server)
+        workers = int(worker_input.get("workercount", 0)) if worker_input is not None else 0
+        self.run = TestRun(settings, worker=self.worker, workers=workers, main_server=main_server)
         self.database: IsolatedDatabase | None = None
         self.problems: list[Exception] = []
         #: a worker's run that could not start: every test it gets fails with this
         self.failed: SqltxError | None = None
         self.signals = StopSignals(defer=defer_stop)
         self.summary = ""
+        #: this run's part of the suite (every xdist worker computes the same), and its test classes' times
+        self.shard = ShardRun(settings.shard, settings.durations, unit_of=unit_of_nodeid)
 
     # -- the run -----------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: Any) -> None:
+        shard = self.settings.shard
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if self.controller and shard is not None and reporter is not None:
+            reporter.write_line(f"{PREFIX}: shard {shard} (from {shard.source}): each worker picks the same part")
         if self.controller:
             # Before the workers start: one throwaway server for all of them,
             # and one line for a mistake instead of one crash per worker.
@@ -157,6 +171,24 @@ class SqltxPytest:
     def pytest_configure_node(self, node: Any) -> None:
         if self.run.server is not None:
             node.workerinput[_WORKER_SERVER] = self.run.server.url.render_as_string(hide_password=False)
+
+    def pytest_collection_modifyitems(self, session: Any, config: Any, items: list[Any]) -> None:
+        if self.settings.shard is None:
+            return
+        keep, lines = self.shard.keep(item.nodeid for item in items)
+        if not self.worker:  # every worker would say the same
+            reporter = config.pluginmanager.get_plugin("terminalreporter")
+            for line in lines:
+                if reporter is not None:
+                    reporter.write_line(line)
+        deselected = [item for item in items if item.nodeid not in keep]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if item.nodeid in keep]
+
+    def pytest_runtest_logreport(self, report: Any) -> None:
+        if not self.worker:  # the main process of xdist gets its workers' reports too
+            self.shard.took(report.nodeid, report.duration, new_test=report.when == "setup")
 
     def pytest_collection_finish(self, session: Any) -> None:
         if self.controller or session.config.option.collectonly or not session.items:
@@ -183,6 +215,8 @@ class SqltxPytest:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: Any) -> None:
         self.signals.restore()
+        if not self.worker:
+            self.shard.finish()
         self.problems = self.run.stop()
         self.database = None
         self.summary = self.run.summary()

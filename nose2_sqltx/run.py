@@ -51,9 +51,11 @@ class RunParts:
     watch: LeakWatch
     handles: Handles
     audit: CatalogAudit
-    #: the namespace of the run's own (a parallel worker's schema), or None
+    #: the run's own namespace (PostgreSQL: its schema), or None
     namespace: str | None
     namespace_sql: list[str]
+    #: how many parallel workers share the database, this run one of them (0: it is not a worker)
+    parallel: int = 0
 
 
 class Run:
@@ -74,6 +76,8 @@ class Run:
         self.guard = lock_guard(parts.backend, run_url, connection.masked_url, lock_timeout_ms)
         #: builds the run afresh when rolled-back rows have grown its tables (PostgreSQL)
         self.refresher: Refresh | None = None
+        #: the locks the run's transaction held once its schema was built (None: not counted)
+        self.locks: int | None = None
 
     @property
     def lost(self) -> ConnectionLostError | None:
@@ -106,6 +110,8 @@ class Run:
             if transaction.ended:
                 self.repair(rebuild=False)  # drop what the fixture's COMMIT committed
             raise
+        if first:
+            self.locks = parts.backend.check_lock_room(conn, max(parts.parallel, 1))
         transaction.connection.dbapi.sqltx_check_commits(parts.backend.commit_check(conn))
         # where reset-sequences puts sequences back to after each top-level scope
         run_scope.sequences = parts.backend.sequence_values(conn, run_only=True)
@@ -123,7 +129,10 @@ class Run:
         """Leave the run's transaction: schema, fixtures and the open scopes'
         setup, made again for real, on an engine of ordinary connections."""
         parts, transaction = self.parts, self.transaction
-        if parts.namespace_sql:
+        if parts.parallel and parts.namespace_sql:
+            # Their tables are made for real where any connection finds them,
+            # as in production: in the database's own schema, which workers
+            # sharing the database would all make them in.
             raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
                              "database: run these tests without parallel workers (nose2 -N, pytest -n)")
         if not parts.backend.supports_real_commits:

@@ -106,12 +106,12 @@ class Schema:
             conn.commit()
         except SQLAlchemyError as exc:
             reason = first_line(exc)
+            advice = self.backend.explain_setup_failure(exc)
+            if advice is not None:
+                reason += f" ({advice})"
             if self.backend.is_lock_timeout(exc):
-                reason += (
-                    " (another connection holds locks on these tables: most likely another test run "
-                    "on the same database, whose uncommitted schema blocks this one; give each "
-                    "concurrent run its own database)"
-                )
+                reason += (" (another connection holds locks on these tables: most likely another test run on the "
+                           f"same database that has not ended; {self.backend.concurrent_runs_fix})")
             raise SetupError(step, reason) from exc
         made = [name for name in inspect(conn).get_table_names() if name not in existing]
         self._created = list(dict.fromkeys(self._created + made))

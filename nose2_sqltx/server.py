@@ -67,7 +67,13 @@ INITDB_OPTIONS = (
 )
 # dynamic shared memory as files in the data directory: removed with it,
 # even when the server had to be killed.
-SERVER_OPTIONS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "dynamic_shared_memory_type=mmap")
+# max_locks_per_transaction: a run holds a lock on every table, index and
+# sequence it made until it ends, and the server's lock table has room for
+# this many x (max_connections + max_prepared_transactions) locks, shared by
+# every run and worker on it; PostgreSQL's 64 fills up with a few runs of a
+# big schema (see the README's "Large suites and shared databases").
+SERVER_OPTIONS = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", "dynamic_shared_memory_type=mmap",
+                  "max_locks_per_transaction=512")
 READY_TIMEOUT_S = 60.0
 
 

@@ -10,7 +10,6 @@ worker), and at the end roll back, stop the server and say how it went.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -22,21 +21,17 @@ from .server import TemporaryPostgres
 
 __unittest = True
 
-__all__ = ["TestRun", "make_database", "worker_schema"]
+__all__ = ["TestRun", "make_database"]
 
 
-def worker_schema() -> str:
-    """The namespace of a parallel worker's run (nose2 -N, pytest -n)."""
-    return f"sqltx_worker_{os.getpid()}"
-
-
-def make_database(settings: Settings, url: URL, loaded: Loaded, *, schema: str | None = None,
+def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int = 0,
                   trusted: bool = False) -> IsolatedDatabase:
     """The run's :class:`IsolatedDatabase` as ``settings`` describe it.
-    ``trusted``: the database is the run's own throwaway server (the
-    production guard has nothing to protect)."""
+    ``parallel``: a parallel worker's run, one of this many; ``trusted``:
+    the database is the run's own throwaway server (the production guard
+    has nothing to protect)."""
     return IsolatedDatabase(
-        url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, schema=schema,
+        url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, parallel=parallel,
         create_database=settings.create_database, alembic=settings.alembic,
         allow_databases=settings.allow_databases, trusted=trusted,
         lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
@@ -47,16 +42,20 @@ def make_database(settings: Settings, url: URL, loaded: Loaded, *, schema: str |
 class TestRun:
     """A run outside nose2's hooks: :meth:`start`, the tests, :meth:`stop`.
 
-    ``worker``: a parallel worker's run (its own schema). ``main_server``:
+    ``worker``: a parallel worker's run (its own schema), one of ``workers``
+    (0: as ``settings`` say, which the main process of nose2 -N fills in;
+    else unknown, counted as one). ``main_server``:
     the URL of a throwaway server another process (the main one of a
     parallel run) started for this run; it wins over ``settings``' dsn.
     """
 
     __test__ = False  # not a test class, whatever pytest's name rules say
 
-    def __init__(self, settings: Settings, *, worker: bool = False, main_server: str | None = None) -> None:
+    def __init__(self, settings: Settings, *, worker: bool = False, workers: int = 0,
+                 main_server: str | None = None) -> None:
         self.settings = settings
         self.worker = worker
+        self.workers = max(workers or settings.workers, 1)
         self.main_server = main_server
         self.server: TemporaryPostgres | None = None
         self.database: IsolatedDatabase | None = None
@@ -94,7 +93,7 @@ class TestRun:
             self.url = url if matched else run_url(url, self.settings, loaded, async_tests=async_tests,
                                                    throwaway=self.throwaway)
             self.database = make_database(self.settings, self.url, loaded,
-                                          schema=worker_schema() if self.worker else None, trusted=self.throwaway)
+                                          parallel=self.workers if self.worker else 0, trusted=self.throwaway)
             self.database.start()
         except BaseException:
             self.database = None
@@ -111,7 +110,7 @@ class TestRun:
         loaded = load_objects(self.settings)
         url = self.start_server()
         self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=self.throwaway)
-        self.preflighted = make_database(self.settings, self.url, loaded, schema=worker_schema(),
+        self.preflighted = make_database(self.settings, self.url, loaded, parallel=self.workers,
                                          trusted=self.throwaway)
         self.preflighted.preflight()
         return self.url

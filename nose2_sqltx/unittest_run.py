@@ -71,6 +71,10 @@ def open_run(what: str) -> IsolatedDatabase:
         if section is not None and not section.active:
             raise NotActiveError(what, runner="unittest", switched_off_in=section.path)
         settings = Settings.from_options(section.options if section is not None else ())
+        if settings.shard is not None and settings.shard.total > 1:
+            print(f"{PREFIX}: warning: shard {settings.shard} (from {settings.shard.source}) is not taken: "
+                  "python -m unittest has no hook to choose the tests it runs, so this process runs all it was "
+                  "given; run the shards under nose2 or pytest", file=sys.stderr)
         run = TestRun(settings)
         _State.signals.install()
         database = run.start(async_tests=_async_test_class())

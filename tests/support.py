@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ from typing import Any
 
 import psycopg2
 from sqlalchemy.engine import make_url
+
+from nose2_sqltx.sharding import CI_VARIABLES
 
 DSN_ENV = "SQLTX_TEST_DSN"
 DEFAULT_DSN = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
@@ -83,9 +86,11 @@ PYTEST_TEMP = tempfile.TemporaryDirectory(prefix="sqltx-pytest-")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without any SQLTX_ variable (a run must
-    see only what the test gives it), with the scenarios' PYTHONPATH, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_")}
+    """This process's environment without any SQLTX_ variable or CI job
+    variable that picks a shard (a run must see only what the test gives
+    it), with the scenarios' PYTHONPATH, plus ``extra``."""
+    ci = {name for _, index, total, _ in CI_VARIABLES for name in (index, total)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQLTX_") and k not in ci}
     env["PYTHONPATH"] = PYTHONPATH
     env["PYTEST_DEBUG_TEMPROOT"] = PYTEST_TEMP.name
     env.update(extra)
@@ -266,6 +271,10 @@ def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
         proc = subprocess.Popen(
             [sys.executable, "-m", *RUNNERS[runner], "-v"], cwd=SCENARIOS / "signals", env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            # A shell's background job ignores SIGINT, and its children would
+            # too: the run gets Ctrl-C as it would in a terminal, however the
+            # suite was started.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             deadline = time.monotonic() + 60

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -24,6 +25,18 @@ OWN_CLASS = object()
 
 #: schemas (MySQL: databases) that belong to the server, never to an app
 SYSTEM_SCHEMAS = frozenset({"information_schema", "pg_catalog", "pg_toast", "performance_schema", "mysql", "sys"})
+
+#: how the name of a run's own namespace (PostgreSQL: a schema; MySQL/MariaDB: a database) starts
+RUN_NAME_PREFIX = "sqltx_run_"
+#: LIKE pattern of those names (the prefix's "_" taken literally)
+RUN_NAMES_LIKE = RUN_NAME_PREFIX.replace("_", "\\_") + "%"
+
+
+def new_run_name() -> str:
+    """The name of a new run's own namespace: random, so that runs on other
+    hosts and in other containers (whose pids and connection ids repeat)
+    never pick the same one."""
+    return RUN_NAME_PREFIX + secrets.token_hex(6)
 
 
 def register(name: str) -> Callable[[type[Backend]], type[Backend]]:
@@ -55,6 +68,12 @@ class Backend:
     transactional_ddl: ClassVar[bool] = True
     #: how each parallel worker is kept apart (for the run's summary line)
     worker_namespace: ClassVar[str] = "a schema of its own"
+    #: what to do when another run's uncommitted tables block this run's schema
+    concurrent_runs_fix: ClassVar[str] = "give each concurrent run its own database"
+    #: whether every run (not only a parallel worker's) builds its schema in a
+    #: namespace of its own (:meth:`private_namespace_sql`), so that runs
+    #: sharing one database never wait on each other
+    private_runs: ClassVar[bool] = False
     #: whether the production guard judges the database by its name
     named_databases: ClassVar[bool] = True
     #: driver arguments the run's connection sets itself (see :meth:`install`),
@@ -188,7 +207,9 @@ class Backend:
         return frozenset(self.user_tables(conn)) | {f"schema {s}" for s in self._schemas(conn)}
 
     def _schemas(self, conn: Connection) -> list[str]:
-        return [s for s in inspect(conn).get_schema_names() if s not in SYSTEM_SCHEMAS and not s.startswith("pg_")]
+        # Other runs' namespaces come and go while this one runs.
+        return [s for s in inspect(conn).get_schema_names()
+                if s not in SYSTEM_SCHEMAS and not s.startswith(("pg_", RUN_NAME_PREFIX))]
 
     def install(self, engine: Engine) -> None:
         """Make ``engine`` create :class:`~nose2_sqltx.savepoints.SavepointConnection` DB-API connections."""
@@ -215,6 +236,24 @@ class Backend:
             f"parallel runs are not supported on {self.display_name}: run without -N "
             "(nose2's multiprocess plugin)",
         )
+
+    def reap(self, conn: Connection) -> list[str]:
+        """Before the run: drop what runs that are certainly gone left
+        committed (a run killed after code under test committed its
+        namespace); return the names dropped. Liveness is the database's
+        word, never a guess from a process id."""
+        return []
+
+    def check_lock_room(self, conn: Connection, runs: int) -> int | None:
+        """After the run's schema is built: how many locks the run holds
+        (None: not counted), and refuse to go on (a :class:`SetupError`) when
+        ``runs`` runs like this one (parallel workers) cannot hold theirs at
+        once on this server."""
+        return None
+
+    def explain_setup_failure(self, exc: BaseException) -> str | None:
+        """What to add to the reason a schema build failed with ``exc`` (None: nothing)."""
+        return None
 
     def drop_private_namespace(self, conn: Connection, name: str) -> tuple[str, ...]:
         """After the run's transaction was committed behind its back: drop the

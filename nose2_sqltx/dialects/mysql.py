@@ -3,14 +3,18 @@
 A ``CREATE TABLE`` inside the run's transaction would commit it (and every
 row written before it) and destroy its savepoints. So, on these servers:
 
-* the run makes a fresh database, ``sqltx_run_<connection id>``, with the
-  character set and collation of the DSN's database (:meth:`MySQL.prepare`);
-  the schema is created there, committed, before the run's transaction;
+* the run makes a fresh database, ``sqltx_run_<random>`` (unique across
+  hosts and containers), with the character set and collation of the DSN's
+  database (:meth:`MySQL.prepare`); the schema is created there, committed,
+  before the run's transaction;
 * each test's data is isolated with savepoints exactly as on PostgreSQL;
 * the database is dropped when the run ends (:meth:`MySQL.release`). A run
   that was killed leaves it behind; the next run on the same server drops it
-  once the connection that made it is gone. A view ``sqltx_run`` in each such
-  database records that connection: a database without it is never dropped.
+  once the server says its run is gone: the run's admin connection holds a
+  named lock (``GET_LOCK``) of the database's name for as long as it lives,
+  which the server frees when that connection ends. A view ``sqltx_run`` in
+  each such database records the connection and the user: a database
+  without it, or another user's, is never dropped.
 * a statement that would commit implicitly (DDL, ``BEGIN``, ``SET
   autocommit``, ``LOCK TABLES``, ...) is refused before it runs, with
   :class:`~nose2_sqltx.errors.ImplicitCommitError`.
@@ -38,15 +42,20 @@ from ..leaks import unwatched
 from ..messages import exception_chain, first_line, short_sql
 from ..savepoints import IDLE, INTRANS, SavepointConnection, reported
 from .async_drivers import AsyncDriver, AsyncRunConnection
-from .base import OWN_CLASS, SYSTEM_SCHEMAS, Backend, register, remember_isolation_level
+from .base import (
+    OWN_CLASS,
+    RUN_NAME_PREFIX,
+    RUN_NAMES_LIKE,
+    SYSTEM_SCHEMAS,
+    Backend,
+    new_run_name,
+    register,
+    remember_isolation_level,
+)
 from .mysql_statements import ends_transaction, implicit_commit_fix, rolls_back
 
 __unittest = True
 
-#: name prefix of the databases runs make; the rest is the owner's connection id
-DATABASE_PREFIX = "sqltx_run_"
-#: LIKE pattern of the run databases (the prefix's "_" taken literally)
-RUN_DATABASES_LIKE = DATABASE_PREFIX.replace("_", "\\_") + "%"
 #: the view in each run database that names the connection which made it
 OWNER_VIEW = "sqltx_run"
 
@@ -191,6 +200,8 @@ class MySQL(Backend):
     own_connect_args: ClassVar[Mapping[str, object]] = {"cursorclass": OWN_CLASS}
     transactional_ddl = False
     worker_namespace = "a database of its own, dropped at the end"
+    concurrent_runs_fix = ("with create-database = false runs share the DSN's database: remove it, so that each "
+                           "run makes a database of its own")
     # AUTO_INCREMENT is set back only by ALTER TABLE, which commits.
     resets_sequences = False
 
@@ -221,7 +232,7 @@ class MySQL(Backend):
         # Other runs' databases come and go while this one runs.
         return [s for s in conn.execute(text(
             "SELECT schema_name FROM information_schema.schemata WHERE schema_name NOT LIKE :pattern"
-        ), {"pattern": RUN_DATABASES_LIKE}).scalars() if s.lower() not in SYSTEM_SCHEMAS]
+        ), {"pattern": RUN_NAMES_LIKE}).scalars() if s.lower() not in SYSTEM_SCHEMAS]
 
     # -- the run's own database ----------------------------------------------
     def prepare(self) -> URL:
@@ -236,8 +247,8 @@ class MySQL(Backend):
             "(SELECT default_character_set_name FROM information_schema.schemata WHERE schema_name = DATABASE()), "
             "(SELECT default_collation_name FROM information_schema.schemata WHERE schema_name = DATABASE())"
         )).one()
-        self.reap(admin, me, user)
-        name = f"{DATABASE_PREFIX}{int(me)}"
+        self.reap_databases(admin, me, user)
+        name = new_run_name()
         options = f" CHARACTER SET {charset} COLLATE {collation}" if charset and collation else ""
         try:
             admin.exec_driver_sql(f"CREATE DATABASE `{name}`{options}")
@@ -245,10 +256,12 @@ class MySQL(Backend):
             raise SetupError(
                 "creating the run's own database",
                 f"{first_line(exc)}. On {self.display_name} DDL cannot be rolled back, so each run makes a "
-                f"database named {DATABASE_PREFIX}<n> and drops it at the end: grant this user CREATE and "
+                f"database named {RUN_NAME_PREFIX}<random> and drops it at the end: grant this user CREATE and "
                 "DROP on them, or set create-database = false under [sqltx] to use the DSN's database",
             ) from exc
         self.database = name
+        # Held until the admin connection ends (the run, or its process, is gone).
+        admin.execute(text("SELECT GET_LOCK(:name, 0)"), {"name": name})
         admin.exec_driver_sql(
             f"CREATE VIEW `{name}`.`{OWNER_VIEW}` AS SELECT {int(me)} AS owner_connection, "
             f"{_quote(user)} AS owner_user, {_quote(self.url.database or '')} AS dsn_database"
@@ -273,19 +286,21 @@ class MySQL(Backend):
         admin.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
 
     @classmethod
-    def reap(cls, admin: Connection, me: int, user: str) -> list[str]:
+    def reap_databases(cls, admin: Connection, me: int, user: str) -> list[str]:
         """Drop the databases of runs that are gone; return their names.
 
-        Only databases with the owner view, made by this same user (whose
-        connections the process list always shows), whose connection is no
-        longer there. A database that names this very connection is left from
-        before a server restart (ids start again at 1).
+        Only databases with the owner view, made by this same user, whose
+        named lock nobody holds (the server frees it when the run's admin
+        connection ends) and whose recorded connection is not one of this
+        user's live ones (a run of a version without the lock). A database
+        that names this very connection is left from before a server restart
+        (ids start again at 1).
         """
         alive = set(admin.execute(text("SELECT id FROM information_schema.processlist")).scalars())
         candidates = admin.execute(text(
             "SELECT table_schema FROM information_schema.views "
             "WHERE table_name = :view AND table_schema LIKE :pattern"
-        ), {"view": OWNER_VIEW, "pattern": RUN_DATABASES_LIKE}).scalars().all()
+        ), {"view": OWNER_VIEW, "pattern": RUN_NAMES_LIKE}).scalars().all()
         dropped = []
         for name in candidates:
             try:
@@ -296,6 +311,8 @@ class MySQL(Backend):
                 continue  # not readable, so not ours to judge
             if owner_user != user or (owner in alive and owner != me):
                 continue
+            if not admin.execute(text("SELECT IS_FREE_LOCK(:name)"), {"name": name}).scalar():
+                continue  # its run's connection holds the lock: alive, on whatever host
             cls._drop(admin, name)
             dropped.append(name)
         return dropped

@@ -9,18 +9,20 @@ statement to the :class:`~nose2_sqltx.savepoints.SavepointConnection`.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from typing import Any, ClassVar
 
-from sqlalchemy import Connection, Engine, event, inspect
+from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.schema import DropSchema
 
 from ..errors import SetupError
 from ..messages import exception_chain
 from ..savepoints import IDLE, CommitCheck, SavepointConnection, StatementCheck, guarded_setting, reported
 from .async_drivers import AsyncDriver, AsyncRunConnection
-from .base import OWN_CLASS, Backend, register
+from .base import OWN_CLASS, RUN_NAMES_LIKE, Backend, register
 
 __unittest = True
 
@@ -47,7 +49,23 @@ _SEQUENCES = (
 )
 #: the savepoint an app's commit checks deferred constraints in
 _CHECK = "sqltx_check"
+#: the comment on a run's own schema: only schemas with it are ever reaped
+RUN_SCHEMA_COMMENT = "nose2-sqltx run"
+#: first key of the session advisory lock a run holds for as long as its
+#: connection lives (the second: from the schema's name); a lock nobody
+#: holds proves, on the server's word, that the run is gone
+_LOCK_CLASS = 0x73716C74  # "sqlt"
 _QUERY_CANCELED = "57014"
+_OUT_OF_MEMORY = "53200"  # out_of_memory: "out of shared memory" when the lock table is full
+#: the locks the run holds, and the settings that size the server's lock table
+_LOCK_ROOM = ("SELECT (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid()), "
+              "current_setting('max_locks_per_transaction')::int, current_setting('max_connections')::int, "
+              "current_setting('max_prepared_transactions')::int")
+
+
+def run_lock_key(name: str) -> tuple[int, int]:
+    """The advisory lock that says run schema ``name``'s run is alive."""
+    return _LOCK_CLASS, zlib.crc32(name.encode()) - 2**31
 
 
 @cache
@@ -226,6 +244,10 @@ class PostgreSQL(Backend):
                                          "asyncpg": "asyncpg", "psycopg_async": "'psycopg[binary]'"}
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = _ASYNC_DRIVERS
     own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
+    private_runs = True
+    concurrent_runs_fix = ("runs share a database without waiting when their tables name no schema (each run "
+                           "makes them in a schema of its own), but tables in named schemas are made where they "
+                           "say by every run: give each concurrent run its own database")
 
     def install(self, engine: Engine) -> None:
         if self.driver == "psycopg2":
@@ -313,14 +335,71 @@ class PostgreSQL(Backend):
         ]
 
     def private_namespace_sql(self, name: str) -> list[str]:
-        # A schema created in the run's uncommitted transaction: other workers
+        # A schema created in the run's uncommitted transaction: other runs
         # cannot see it, and tables of the same name in different schemas do
-        # not contend on the catalog, so workers never wait for each other.
-        # It goes with the rollback at the end.
+        # not contend on the catalog, so runs never wait for each other.
+        # It goes with the rollback at the end; if code under test commits
+        # it, the comment and the lock let a later run tell it is an orphan.
         if not _PLAIN_NAME.fullmatch(name):
             raise SetupError("giving the run a schema of its own",
                              f"{name!r} is not a plain schema name (lower-case letters, digits and _)")
-        return [f"CREATE SCHEMA {name}", f"SET search_path TO {name}, public"]
+        lock = run_lock_key(name)
+        return [f"SELECT pg_try_advisory_lock({lock[0]}, {lock[1]})",
+                f"CREATE SCHEMA {name}", f"COMMENT ON SCHEMA {name} IS '{RUN_SCHEMA_COMMENT}'",
+                # In front of the connection's own path: extensions and types
+                # the database keeps in public (or the user's schema) stay reachable.
+                f"SELECT set_config('search_path', '{name}, ' || current_setting('search_path'), false)"]
+
+    def check_lock_room(self, conn: Connection, runs: int) -> int:
+        held, per, connections, prepared = conn.exec_driver_sql(_LOCK_ROOM).one()
+        slots = connections + prepared
+        room, need = per * slots, held * runs
+        if need <= room:
+            return int(held)
+        workers = f", and each of the {runs} parallel workers holds as many: {need} in all" if runs > 1 else ""
+        raise SetupError(
+            "checking the server's lock table",
+            f"this run holds {held} locks until it ends (one per table, index and sequence it made){workers}; "
+            f"the server's lock table has room for {room} (max_locks_per_transaction {per} x (max_connections "
+            f"{connections} + max_prepared_transactions {prepared})), shared by every connection, so the run would "
+            f"fail with \"out of shared memory\". Set max_locks_per_transaction to at least "
+            f"{-(-need * 5 // (4 * slots))} on the server (postgresql.conf, then restart it)"
+            + (", or run fewer workers" if runs > 1 else ""),
+        )
+
+    def explain_setup_failure(self, exc: BaseException) -> str | None:
+        if _sqlstate(exc)[0] != _OUT_OF_MEMORY:
+            return None
+        return ("the server's lock table is full: a run holds a lock on every table, index and sequence it made "
+                "until it ends, and every run and worker on the server shares max_locks_per_transaction x "
+                "(max_connections + max_prepared_transactions) of them; raise max_locks_per_transaction on the "
+                "server (postgresql.conf, then restart it), or run fewer at once")
+
+    def reap(self, conn: Connection) -> list[str]:
+        names = conn.execute(text(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE :pattern "
+            "AND obj_description(oid, 'pg_namespace') = :comment ORDER BY nspname"
+        ), {"pattern": RUN_NAMES_LIKE, "comment": RUN_SCHEMA_COMMENT}).scalars().all()
+        conn.commit()
+        dropped = []
+        for name in names:
+            if not _PLAIN_NAME.fullmatch(name):
+                continue
+            key = run_lock_key(name)
+            # Taken: nobody else holds it, so the run that made the schema is gone.
+            if not conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": key[0], "b": key[1]}).scalar():
+                conn.commit()
+                continue
+            try:
+                conn.execute(DropSchema(name, cascade=True, if_exists=True))
+                conn.commit()
+                dropped.append(name)
+            except DBAPIError:
+                conn.rollback()  # not ours to drop (another user's): left alone
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": key[0], "b": key[1]})
+                conn.commit()
+        return dropped
 
     def drop_private_namespace(self, conn: Connection, name: str) -> tuple[str, ...]:
         if name not in inspect(conn).get_schema_names():

@@ -181,6 +181,8 @@ class SQLite(Backend):
         status=lambda conn: INTRANS if conn.sqltx_raw.in_transaction else IDLE, one_statement_per_call=True,
         loop_bound=False, app_begin=_BEGIN, nested_begin_error=_nested_begin, none_level_autocommits=True)}
     worker_namespace = "an in-memory database of its own"
+    concurrent_runs_fix = ("a SQLite file has one writer at a time, and a run writes from its start to its end: "
+                           "give each concurrent run its own file, or use sqlite:// (in memory)")
     named_databases = False  # a file's name says nothing; its tables do
     own_connect_args: ClassVar[Mapping[str, object]] = {"factory": OWN_CLASS, "isolation_level": None,
                                                          "check_same_thread": False}

@@ -8,7 +8,7 @@ import sys
 from sqlalchemy.engine import make_url
 
 from nose2_sqltx.config import ENVIRONMENT, PUBLIC_KEYS
-from tests.support import PYTHONPATH, ROOT, SCENARIOS, FunctionalTest, dsn, each_target, run_nose2, slow_run
+from tests.support import PYTHONPATH, ROOT, SCENARIOS, FunctionalTest, dsn, each_target, run_nose2
 
 SECRET = "s3cret-pw"
 
@@ -103,15 +103,6 @@ class TestBadInput(OneLineErrorTest):
         self.assertDatabaseUnchanged()
 
 
-class TestConcurrentRuns(OneLineErrorTest):
-    def test_second_run_on_the_same_database_is_told_why_it_waits(self):
-        with slow_run():
-            run = run_nose2("badinput", "-c", "short_lock.cfg")
-        self.assertOneLineError(run, "creating the schema (metadata) failed: canceling statement due to lock timeout",
-                                "most likely another test run on the same database",
-                                "give each concurrent run its own database")
-
-
 class TestActivation(FunctionalTest):
     def assertActive(self, run):
         self.assertEqual(run.returncode, 0, run.output)
@@ -166,7 +157,15 @@ class TestHelpAndOptions(OneLineErrorTest):
         self.assertEqual(run.stdout, "")
         self.assertEqual(run.stderr.strip().splitlines(),
                          ["nose2-sqltx: error: unknown command: strat-server. usage: python -m nose2_sqltx "
-                          "[--help | stop-server]"])
+                          "[--help | stop-server | merge-durations OUT FILE...]"])
+
+    def test_merge_durations_without_files_is_one_line(self):
+        run = subprocess.run([sys.executable, "-m", "nose2_sqltx", "merge-durations", "out.json"], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": PYTHONPATH}, timeout=60)
+        self.assertEqual(run.returncode, 2)
+        self.assertEqual(run.stderr.strip().splitlines(),
+                         ["nose2-sqltx: error: merge-durations needs OUT and at least one FILE. usage: python -m "
+                          "nose2_sqltx [--help | stop-server | merge-durations OUT FILE...]"])
 
     def test_nose2_help_shows_the_plugins_option(self):
         run = run_nose2("plain", "-h")

@@ -35,6 +35,15 @@ class TestBenchmarksRun(unittest.TestCase):
         self.assertRegex(out, r"speed-up of -N 2 over serial \(ratio of medians\): [\d.]+x")
         self.assertRegex(out, r"database from template +[\d.]+")
 
+    def test_shared_database(self):
+        out = bench("bench/shared_database.py", "--rounds", "1", "--runs", "1,2")
+        self.assertRegex(out, r"\n +2 +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+x")
+
+    def test_shards(self):
+        out = bench("bench/shards.py", "--rounds", "1")
+        self.assertIn("the union of the 4 shards was exactly the suite in every round", out)
+        self.assertRegex(out, r"durations file +(?:[\d.]+ +){4}[\d.]+x")
+
     def test_soak(self):
         out = bench("bench/soak.py", "--tests", "1500")  # 3 lock samples: the scenario wants 2 or more
         self.assertRegex(out, r"plugin: 1500 tests \+ 1 check in [\d.]+s through nose2, OK")
