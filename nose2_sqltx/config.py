@@ -290,7 +290,7 @@ class Settings:
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
-            workers=int(one(WORKERS_KEY, "0")) if one(WORKERS_KEY, "0").isdigit() else 0,
+            workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,
             dsn_source=source,
         )
 

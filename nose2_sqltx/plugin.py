@@ -295,18 +295,20 @@ def _async_test_class(suite: Any) -> str | None:
     return None
 
 
+def _multiprocess_plugin(session: Any) -> Any:
+    """nose2's multiprocess plugin, if it will run the tests in workers (else None)."""
+    return next((p for p in session.hooks.startTestRun.plugins
+                 if type(p).__module__ == _MP and type(p).__name__ == "MultiProcess"), None)
+
+
 def _multiprocess_active(session: Any) -> bool:
     """Whether nose2's multiprocess plugin will run the tests in workers."""
-    return any(type(p).__module__ == _MP and type(p).__name__ == "MultiProcess"
-               for p in session.hooks.startTestRun.plugins)
+    return _multiprocess_plugin(session) is not None
 
 
 def _multiprocess_workers(session: Any) -> int:
     """How many workers nose2's multiprocess plugin starts (0: cannot tell)."""
-    for plugin in session.hooks.startTestRun.plugins:
-        if type(plugin).__module__ == _MP and type(plugin).__name__ == "MultiProcess":
-            return int(getattr(plugin, "procs", 0) or 0)
-    return 0
+    return int(getattr(_multiprocess_plugin(session), "procs", 0) or 0)
 
 
 def _fail_all(suite: Any, result: Any, error: Exception) -> None:

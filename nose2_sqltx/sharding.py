@@ -259,7 +259,8 @@ class ShardRun:
         return kept, lines
 
     def started(self, test_id: str, at: float) -> None:
-        self._started[test_id] = at
+        if self.durations is not None:  # times are kept only for the file
+            self._started[test_id] = at
 
     def stopped(self, test_id: str, at: float) -> None:
         began = self._started.pop(test_id, None)
@@ -269,6 +270,8 @@ class ShardRun:
     def took(self, test_id: str, seconds: float, *, new_test: bool = True) -> None:
         """Add ``seconds`` of ``test_id``'s to its unit's time (``new_test``:
         count the test; false for another phase of one counted already)."""
+        if self.durations is None:
+            return
         unit = self.unit_of(test_id)
         total, tests = self._times.get(unit, (0.0, 0))
         self._times[unit] = (total + seconds, tests + int(new_test))
