@@ -162,18 +162,26 @@ class Durations:
 
     def record(self, times: Mapping[str, tuple[float, int]]) -> None:
         """Write the file: ``times`` (unit -> seconds, tests), measured now, over what it held."""
+        # Not through merge(): this run's times are the newest whatever the
+        # clock says, and the file's "at" is rounded, so a run started within
+        # the same millisecond as the last write would otherwise lose to it.
+        self._start_over_if_unreadable()
         now = time.time()
-        self.merge(Durations(self.path, dict(times), measured=dict.fromkeys(times, now)))
+        self.units.update(times)
+        self.measured.update(dict.fromkeys(times, now))
         self.save()
 
     def merge(self, other: Durations) -> None:
         """Take ``other``'s entries that are newer than this file's."""
-        if self.problem is not None:
-            self.units, self.measured, self.problem = {}, {}, None
+        self._start_over_if_unreadable()
         for unit, entry in other.units.items():
             if other.measured.get(unit, 0) >= self.measured.get(unit, 0) or unit not in self.units:
                 self.units[unit] = entry
                 self.measured[unit] = other.measured.get(unit, 0)
+
+    def _start_over_if_unreadable(self) -> None:
+        if self.problem is not None:
+            self.units, self.measured, self.problem = {}, {}, None
 
     def save(self) -> None:
         """Write the file, whole, in one step (a reader never sees half of it)."""
