@@ -9,7 +9,10 @@ never a skip.
 The scenario suite runs on every :data:`TARGETS` entry: each database with
 each driver, SQLite in memory and in a file. With ``SQLTX_TEST_QUICK=1``
 (``bash scripts/test quick``) it runs on one driver per database and the
-soak is shorter: for iterating, never instead of the full run.
+soak is shorter: for iterating, never instead of the full run. With
+``SQLTX_TEST_SHORT_SOAK=1`` only the soak is shorter (the second SQLAlchemy
+line of the full run: the long soak, which tests the server's tables, ran
+on the first).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 import tempfile
 import time
 import unittest
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +43,9 @@ DEFAULT_MYSQL_DSN = "mysql+pymysql://root@127.0.0.1:3306/test"
 QUICK_ENV = "SQLTX_TEST_QUICK"
 #: one driver per database and a shorter soak (scripts/test quick)
 QUICK = os.environ.get(QUICK_ENV, "") not in ("", "0")
+SHORT_SOAK_ENV = "SQLTX_TEST_SHORT_SOAK"
+#: the soak and the long runs with 2,000 tests, not 20,000
+SHORT_SOAK = QUICK or os.environ.get(SHORT_SOAK_ENV, "") not in ("", "0")
 #: every database/driver the scenario suite runs on; "sqlite-file" is a file
 #: in a fresh directory, which must be empty again after the run
 ALL_TARGETS = ("postgresql+psycopg2", "postgresql+psycopg", "mysql+pymysql", "mysql+mysqldb", "sqlite", "sqlite-file")
@@ -258,18 +264,21 @@ def run_nose2(scenario: str, *args: str, driver: str = "psycopg2", env: dict[str
 
 @contextmanager
 def slow_run(env: dict[str, str] | None = None, set_dsn: bool = True,
-             target: str | None = None, block: str = "sleep", runner: str = "nose2") -> Iterator[subprocess.Popen[str]]:
+             target: str | None = None, block: str = "sleep", runner: str = "nose2",
+             scenario: str = "signals", args: Sequence[str] = ()) -> Iterator[subprocess.Popen[str]]:
     """A nose2 run of the ``signals`` scenario, held inside its only test
     (schema created, transaction open) until the block ends: ``block`` says
     where it waits (``sleep``: in Python; ``query``: in a long statement;
-    ``lock``: for a lock another connection holds)."""
+    ``lock``: for a lock another connection holds). Another ``scenario``
+    (with ``args`` for the runner) holds the run as it likes, and writes the
+    file named in SQLTX_MARKER once it does."""
     with tempfile.TemporaryDirectory() as tmp:
         marker = Path(tmp) / "ready"
         env = clean_env(SQLTX_MARKER=str(marker), SQLTX_BLOCK=block, **(env or {}))
         if set_dsn:
             env["SQLTX_DSN"] = target_dsn(target, tmp) if target else dsn()
         proc = subprocess.Popen(
-            [sys.executable, "-m", *RUNNERS[runner], "-v"], cwd=SCENARIOS / "signals", env=env,
+            [sys.executable, "-m", *RUNNERS[runner], "-v", *args], cwd=SCENARIOS / scenario, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             # A shell's background job ignores SIGINT, and its children would
             # too: the run gets Ctrl-C as it would in a terminal, however the

@@ -4,9 +4,9 @@ production semantics inside the test, nothing after it."""
 import re
 
 from nose2_sqltx.refresh import GROWTH_BYTES
-from tests.support import QUICK, FunctionalTest, each_target
+from tests.support import SHORT_SOAK, FunctionalTest, each_target
 
-SOAK_TESTS = 2_000 if QUICK else 20_000
+SOAK_TESTS = 2_000 if SHORT_SOAK else 20_000
 
 
 class TestSemantics(FunctionalTest):
