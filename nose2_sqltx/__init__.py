@@ -29,6 +29,7 @@ from .errors import (
     TransactionEndedError,
     UnsafeDatabaseError,
     UnsupportedObjectError,
+    UntranslatedSchemaError,
 )
 from .isolation import IsolatedDatabase, current
 from .leaks import unwatched
@@ -63,6 +64,7 @@ __all__ = [
     "TransactionEndedError",
     "ImplicitCommitError",
     "SharedTransactionError",
+    "UntranslatedSchemaError",
     "ForkedProcessError",
     "LockWaitError",
     "LeakError",

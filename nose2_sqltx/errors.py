@@ -23,6 +23,7 @@ __all__ = [
     "TransactionEndedError",
     "ImplicitCommitError",
     "SharedTransactionError",
+    "UntranslatedSchemaError",
     "ForkedProcessError",
     "LockWaitError",
     "LeakError",
@@ -281,6 +282,30 @@ class SharedTransactionError(SqltxError):
             f"{other_work} of {other}, which production never does (each handle has its own transaction "
             "there). Fix: use one Session (or Connection) per test for this work, or finish one handle's "
             "savepoints and transaction before the other handle writes or opens its own"
+        )
+
+
+class UntranslatedSchemaError(SqltxError):
+    """A statement names a table of a named schema in SQL text (PostgreSQL).
+
+    Each run keeps the tables of named schemas in schemas of its own and
+    SQLAlchemy renames them in the statements it builds (its
+    ``schema_translate_map``), but not in SQL text, which would reach
+    another run's tables or nothing. Raised before the statement runs.
+    ``name`` is the name as the statement gives it, ``schema_map`` the run's
+    names for the named schemas, ``statement`` the statement (shortened).
+    """
+
+    def __init__(self, name: str, schema_map: dict[str, str], statement: str) -> None:
+        self.name = name
+        self.schema_map = dict(schema_map)
+        self.statement = statement
+        names = ", ".join(f"{schema} as {own}" for schema, own in sorted(self.schema_map.items()))
+        super().__init__(
+            f"refused {statement!r}: it names {name} in SQL text, and this run keeps the tables of named "
+            f"schemas in schemas of its own ({names}) so that concurrent runs never share them; SQLAlchemy "
+            "renames the schema in the statements it builds, not in text. Fix: build the statement from "
+            "the Table or the mapped class (select(table), table.insert(), session.execute(...)) instead of text"
         )
 
 

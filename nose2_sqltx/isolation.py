@@ -43,7 +43,7 @@ from sqlalchemy.pool import NullPool
 from .adoption import Adoption
 from .connect_setup import read_setup
 from .connection import RunConnection, connect_errors
-from .dialects import Backend, backend_for, new_run_name
+from .dialects import RUN_NAME_LENGTH, Backend, backend_for, new_run_name
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import (
     AlreadyRunningError,
@@ -54,15 +54,16 @@ from .errors import (
     SetupError,
     TransactionEndedError,
     UnsupportedObjectError,
+    UntranslatedSchemaError,
 )
 from .handles import Handles
 from .leaks import LeakWatch
-from .messages import PREFIX, mask_url
+from .messages import PREFIX, mask_url, short_sql
 from .redirect import Redirection
 from .run import Run, RunParts
 from .runloop import Turns
 from .safety import CatalogAudit, check_test_database
-from .schema import Fixture, Schema, as_metadata
+from .schema import Fixture, Schema, as_metadata, untranslated_names
 from .scopes import After, Scope, ScopeStack
 from .sequences import SequenceReset
 from .server import is_throwaway
@@ -198,12 +199,19 @@ class IsolatedDatabase:
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
                         alembic=alembic, fixtures=fixtures)
         named = tables.named_schema_tables()
-        if schema is None and (parallel or (self.backend.private_runs and not named)):
+        if schema is None and (parallel or self.backend.private_runs):
             schema = new_run_name()
         #: the run's own namespace, if it has one
         self.schema = schema
-        namespace_sql = self.backend.private_namespace_sql(schema) if schema is not None else []
-        if namespace_sql and named:
+        #: the run's own schemas standing in for the named schemas its tables
+        #: name (``billing`` -> ``sqltx_run_<random>_billing``), given to every
+        #: engine of the run as SQLAlchemy's ``schema_translate_map``
+        self.schema_map: dict[str, str] = (
+            self.backend.private_schemas(schema, tables.named_schemas()) if schema is not None else {})
+        self._untranslated = untranslated_names(tables.metadata, self.schema_map)
+        namespace_sql = (self.backend.private_namespace_sql(schema, list(self.schema_map.values()))
+                         if schema is not None else [])
+        if namespace_sql and named and not self.schema_map:
             raise SetupError(
                 "sharing the database between parallel workers",
                 f"tables in named schemas ({', '.join(named)}) would be created by "
@@ -217,6 +225,10 @@ class IsolatedDatabase:
         cursor_setups: dict[Any, Callable[[Any], None]] = {}
 
         def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
+            if self._untranslated is not None and self._is_run_connection(conn.engine):
+                name = self._untranslated(statement)
+                if name is not None:
+                    raise UntranslatedSchemaError(name, self.schema_map, short_sql(statement))
             scopes.log(statement)
             handles.saw(conn, statement, context)
             if cursor_setups:
@@ -321,6 +333,8 @@ class IsolatedDatabase:
                 setup = read_setup(self.redirection.named_engines(), self.run_url, self.backend.own_connect_args)
                 self.redirection.carry(setup)
                 connection = RunConnection(self.run_url, self.backend, self.masked_url, setup=setup)
+                if self.schema_map:
+                    connection.engine.update_execution_options(schema_translate_map=self.schema_map)
                 with connection.engine.connect() as conn:
                     self._check_safe(conn)
                     self.reaped = self.backend.reap(conn)
@@ -566,7 +580,8 @@ class IsolatedDatabase:
                 details += (f"; built afresh {self.refreshes} time(s) between tests, as rolled-back rows "
                             "had grown its tables")
             if self.reaped:
-                details += f"; dropped what {len(self.reaped)} killed run(s) had left: {', '.join(self.reaped)}"
+                runs = len({name[:RUN_NAME_LENGTH] for name in self.reaped})
+                details += f"; dropped what {runs} killed run(s) had left: {', '.join(self.reaped)}"
             if self.changed is not None:
                 details += "; the database was changed outside the run, see the error above"
             if self.redirection.set_aside:

@@ -89,6 +89,7 @@ class _EngineSwap:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.saved = {name: getattr(engine, name) for name in self._FIELDS}
+        self.saved_options = engine._execution_options
         #: whether the run's connection was made with this engine's setup (:mod:`nose2_sqltx.connect_setup`)
         self.carried = False
 
@@ -118,6 +119,7 @@ class _EngineSwap:
         keep = type(own) is type(target.dialect)
         for name in ("pool", "url") if keep else self._FIELDS:
             setattr(self.engine, name, getattr(target, name))
+        self.engine._execution_options = _translated(self.saved_options, target)
         if keep:
             self.engine.dialect = own
             self.engine._compiled_cache = self.saved["_compiled_cache"]
@@ -129,6 +131,18 @@ class _EngineSwap:
     def restore(self) -> None:
         for name, value in self.saved.items():
             setattr(self.engine, name, value)
+        self.engine._execution_options = self.saved_options
+
+
+def _translated(options: Any, target: Engine) -> Any:
+    """The app engine's execution ``options`` with the target's
+    ``schema_translate_map`` (the run's schemas for named ones) on top of the
+    app's own, whose names then go where the target's map sends them."""
+    ours = target._execution_options.get("schema_translate_map")
+    if not ours:
+        return options
+    theirs = options.get("schema_translate_map") or {}
+    return options.union({"schema_translate_map": {**ours, **{k: ours.get(v, v) for k, v in theirs.items()}}})
 
 
 class Redirection:

@@ -8,7 +8,8 @@ exactly those again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, delete, inspect
@@ -20,12 +21,36 @@ from .messages import exception_chain, first_line, where_raised
 
 __unittest = True
 
-__all__ = ["Schema", "Fixture", "as_metadata"]
+__all__ = ["Schema", "Fixture", "as_metadata", "untranslated_names"]
 
 Fixture = Callable[[Connection], object]
 
 #: what Alembic's env.py gets as sqlalchemy.url: a URL no dialect answers to
 NO_ALEMBIC_URL = "nose2_sqltx_gives_env_py_a_connection://"
+
+
+#: a string literal in SQL ('it''s' included)
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+
+
+def untranslated_names(metadata: Sequence[MetaData],
+                       schema_map: Mapping[str, str]) -> Callable[[str], str | None] | None:
+    """What finds, in a statement, a table of ``metadata`` named with a schema
+    that ``schema_map`` translates (``billing.ledger``, quoted or not, outside
+    string literals): a name SQLAlchemy did not translate, so SQL text. None:
+    no such tables."""
+    names = [rf'"?{re.escape(t.schema)}"?\s*\.\s*"?{re.escape(t.name)}"?'
+             for m in metadata for t in m.tables.values() if t.schema is not None and t.schema in schema_map]
+    if not names:
+        return None
+    # not part of a longer name (the run's own sqltx_run_..._billing.ledger)
+    pattern = re.compile(rf'(?<![\w."])(?:{"|".join(names)})(?![\w"])', re.IGNORECASE)
+
+    def find(statement: str) -> str | None:
+        found = pattern.search(_LITERAL.sub("''", statement))
+        return found.group(0) if found else None
+
+    return find
 
 
 def as_metadata(obj: Any) -> MetaData:
@@ -66,6 +91,10 @@ class Schema:
     def named_schema_tables(self) -> list[str]:
         """Tables that name their own schema (``billing.ledger``)."""
         return sorted(t.fullname for m in self.metadata for t in m.tables.values() if t.schema)
+
+    def named_schemas(self) -> list[str]:
+        """The schemas those tables name (``billing``)."""
+        return sorted({t.schema for m in self.metadata for t in m.tables.values() if t.schema})
 
     def create(self, conn: Connection, *, committed: bool, why: str | None = None) -> None:
         """Create the schema on ``conn``; remember which tables were new.
@@ -123,13 +152,15 @@ class Schema:
         found = []
         for metadata in self.metadata:
             for table in metadata.tables.values():
-                if table.schema not in names:
+                # where the table goes: the run's stand-in for a named schema, if it has one
+                schema = conn.schema_for_object(table)
+                if schema not in names:
                     try:
-                        names[table.schema] = set(inspect(conn).get_table_names(schema=table.schema))
+                        names[schema] = set(inspect(conn).get_table_names(schema=schema))
                     except SQLAlchemyError:
                         conn.rollback()  # no such schema: nothing of it exists yet
-                        names[table.schema] = set()
-                if table.name in names[table.schema]:
+                        names[schema] = set()
+                if table.name in names[schema]:
                     found.append(table.fullname)
         return found
 

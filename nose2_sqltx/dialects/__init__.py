@@ -15,11 +15,11 @@ from ..messages import mask_url
 from . import mysql as _mysql  # noqa: F401  (each registers itself)
 from . import postgresql as _postgresql  # noqa: F401
 from . import sqlite as _sqlite  # noqa: F401
-from .base import Backend, new_run_name, register, registry
+from .base import RUN_NAME_LENGTH, Backend, new_run_name, register, registry
 
 __unittest = True
 
-__all__ = ["Backend", "backend_for", "new_run_name", "register", "with_installed_driver"]
+__all__ = ["RUN_NAME_LENGTH", "Backend", "backend_for", "new_run_name", "register", "with_installed_driver"]
 
 
 def _importable(url: URL, driver: str) -> bool:

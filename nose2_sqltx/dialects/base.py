@@ -32,6 +32,11 @@ RUN_NAME_PREFIX = "sqltx_run_"
 RUN_NAMES_LIKE = RUN_NAME_PREFIX.replace("_", "\\_") + "%"
 
 
+#: how long :func:`new_run_name`'s names are; longer names that start with one
+#: belong to that run (its own schemas for the app's named ones)
+RUN_NAME_LENGTH = len(RUN_NAME_PREFIX) + 12
+
+
 def new_run_name() -> str:
     """The name of a new run's own namespace: random, so that runs on other
     hosts and in other containers (whose pids and connection ids repeat)
@@ -227,10 +232,17 @@ class Backend:
         """Statements run first in the run's transaction (timeouts and the like)."""
         return []
 
-    def private_namespace_sql(self, name: str) -> list[str]:
-        """Statements that give the run a namespace of its own, inside its
-        transaction, for parallel workers sharing one database; none where
-        each run has a database of its own already."""
+    def private_schemas(self, name: str, schemas: Sequence[str]) -> dict[str, str]:
+        """The run's own schemas (for SQLAlchemy's ``schema_translate_map``)
+        standing in for the named ``schemas`` its tables name (``billing``),
+        ``name`` being the run's namespace; empty where the backend has none
+        (those tables are then made where their names say)."""
+        return {}
+
+    def private_namespace_sql(self, name: str, schemas: Sequence[str] = ()) -> list[str]:
+        """Statements that give the run a namespace of its own, and the
+        ``schemas`` of :meth:`private_schemas`, inside its transaction; none
+        where each run has a database of its own already."""
         raise SetupError(
             "running the tests in parallel (nose2 -N)",
             f"parallel runs are not supported on {self.display_name}: run without -N "

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, ClassVar
 
@@ -389,7 +389,7 @@ class MySQL(Backend):
             statements.append(f"SET SESSION max_execution_time = {int(statement_timeout_ms)}")
         return statements
 
-    def private_namespace_sql(self, name: str) -> list[str]:
+    def private_namespace_sql(self, name: str, schemas: Sequence[str] = ()) -> list[str]:
         if self.create_database:
             return []  # every worker makes a database of its own
         raise SetupError(

@@ -22,7 +22,7 @@ from ..errors import SetupError
 from ..messages import exception_chain
 from ..savepoints import IDLE, CommitCheck, SavepointConnection, StatementCheck, guarded_setting, reported
 from .async_drivers import AsyncDriver, AsyncRunConnection
-from .base import OWN_CLASS, RUN_NAMES_LIKE, Backend, register
+from .base import OWN_CLASS, RUN_NAME_LENGTH, RUN_NAME_PREFIX, RUN_NAMES_LIKE, Backend, register
 
 __unittest = True
 
@@ -31,6 +31,8 @@ __unittest = True
 _SCHEMA_CHANGE = re.compile(r"^(?:CREATE|DROP|ALTER|TRUNCATE|ROLLBACK|DISCARD ALL|DEALLOCATE ALL)\b")
 #: a schema name the run may create and drop (it is pasted into DDL)
 _PLAIN_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+#: PostgreSQL's longest identifier (NAMEDATALEN - 1)
+_MAX_NAME = 63
 
 
 def stales_prepared_statements(command_status: str) -> bool:
@@ -64,8 +66,20 @@ _LOCK_ROOM = ("SELECT (SELECT count(*) FROM pg_locks WHERE pid = pg_backend_pid(
 
 
 def run_lock_key(name: str) -> tuple[int, int]:
-    """The advisory lock that says run schema ``name``'s run is alive."""
-    return _LOCK_CLASS, zlib.crc32(name.encode()) - 2**31
+    """The advisory lock that says run schema ``name``'s run is alive (the
+    run's own schema, or one of its stand-ins for a named schema)."""
+    return _LOCK_CLASS, zlib.crc32(name[:RUN_NAME_LENGTH].encode()) - 2**31
+
+
+def private_schema(run: str, schema: str) -> str:
+    """The run ``run``'s stand-in for the app's schema ``schema``: a plain name
+    within PostgreSQL's 63 characters, ``<run>_<schema>`` where it can be."""
+    plain = re.sub(r"[^a-z0-9_]", "_", schema.lower())
+    name = f"{run}_{plain}"
+    if plain != schema or len(name) > _MAX_NAME:
+        # two schemas that differ in case or punctuation stay apart
+        name = f"{run}_{plain[:_MAX_NAME - len(run) - 10]}_{zlib.crc32(schema.encode()):08x}"
+    return name
 
 
 @cache
@@ -245,9 +259,9 @@ class PostgreSQL(Backend):
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = _ASYNC_DRIVERS
     own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
     private_runs = True
-    concurrent_runs_fix = ("runs share a database without waiting when their tables name no schema (each run "
-                           "makes them in a schema of its own), but tables in named schemas are made where they "
-                           "say by every run: give each concurrent run its own database")
+    concurrent_runs_fix = ("each run makes the tables of its metadata in schemas of its own, but tables that "
+                           "Alembic migrations create in a named schema are made where their names say by every "
+                           "run: give each concurrent run its own database")
 
     def install(self, engine: Engine) -> None:
         if self.driver == "psycopg2":
@@ -334,20 +348,27 @@ class PostgreSQL(Backend):
             f"SET statement_timeout = {int(statement_timeout_ms)}",
         ]
 
-    def private_namespace_sql(self, name: str) -> list[str]:
-        # A schema created in the run's uncommitted transaction: other runs
-        # cannot see it, and tables of the same name in different schemas do
-        # not contend on the catalog, so runs never wait for each other.
-        # It goes with the rollback at the end; if code under test commits
-        # it, the comment and the lock let a later run tell it is an orphan.
-        if not _PLAIN_NAME.fullmatch(name):
-            raise SetupError("giving the run a schema of its own",
-                             f"{name!r} is not a plain schema name (lower-case letters, digits and _)")
+    def private_schemas(self, name: str, schemas: Sequence[str]) -> dict[str, str]:
+        return {schema: private_schema(name, schema) for schema in schemas}
+
+    def private_namespace_sql(self, name: str, schemas: Sequence[str] = ()) -> list[str]:
+        # Schemas created in the run's uncommitted transaction: other runs
+        # cannot see them, and tables of the same name in different schemas
+        # do not contend on the catalog, so runs never wait for each other.
+        # They go with the rollback at the end; if code under test commits
+        # them, the comment and the lock let a later run tell they are orphans.
+        for schema in (name, *schemas):
+            if not _PLAIN_NAME.fullmatch(schema):
+                raise SetupError("giving the run a schema of its own",
+                                 f"{schema!r} is not a plain schema name (lower-case letters, digits and _)")
         lock = run_lock_key(name)
-        return [f"SELECT pg_try_advisory_lock({lock[0]}, {lock[1]})",
-                f"CREATE SCHEMA {name}", f"COMMENT ON SCHEMA {name} IS '{RUN_SCHEMA_COMMENT}'",
+        made = [sql for schema in (name, *schemas)
+                for sql in (f"CREATE SCHEMA {schema}", f"COMMENT ON SCHEMA {schema} IS '{RUN_SCHEMA_COMMENT}'")]
+        return [f"SELECT pg_try_advisory_lock({lock[0]}, {lock[1]})", *made,
                 # In front of the connection's own path: extensions and types
-                # the database keeps in public (or the user's schema) stay reachable.
+                # the database keeps in public (or the user's schema) stay
+                # reachable. The stand-ins for named schemas stay out of it:
+                # an unqualified name finds in them no more than in production.
                 f"SELECT set_config('search_path', '{name}, ' || current_setting('search_path'), false)"]
 
     def check_lock_room(self, conn: Connection, runs: int) -> int:
@@ -381,32 +402,37 @@ class PostgreSQL(Backend):
             "AND obj_description(oid, 'pg_namespace') = :comment ORDER BY nspname"
         ), {"pattern": RUN_NAMES_LIKE, "comment": RUN_SCHEMA_COMMENT}).scalars().all()
         conn.commit()
-        dropped = []
+        runs: dict[str, list[str]] = {}
         for name in names:
-            if not _PLAIN_NAME.fullmatch(name):
-                continue
-            key = run_lock_key(name)
-            # Taken: nobody else holds it, so the run that made the schema is gone.
+            if _PLAIN_NAME.fullmatch(name):
+                runs.setdefault(name[:RUN_NAME_LENGTH], []).append(name)
+        dropped = []
+        for run, schemas in runs.items():
+            key = run_lock_key(run)
+            # Taken: nobody else holds it, so the run that made the schemas is gone.
             if not conn.execute(text("SELECT pg_try_advisory_lock(:a, :b)"), {"a": key[0], "b": key[1]}).scalar():
                 conn.commit()
                 continue
             try:
-                conn.execute(DropSchema(name, cascade=True, if_exists=True))
-                conn.commit()
-                dropped.append(name)
-            except DBAPIError:
-                conn.rollback()  # not ours to drop (another user's): left alone
+                for name in schemas:
+                    try:
+                        conn.execute(DropSchema(name, cascade=True, if_exists=True))
+                        conn.commit()
+                        dropped.append(name)
+                    except DBAPIError:
+                        conn.rollback()  # not ours to drop (another user's): left alone
             finally:
                 conn.execute(text("SELECT pg_advisory_unlock(:a, :b)"), {"a": key[0], "b": key[1]})
                 conn.commit()
         return dropped
 
     def drop_private_namespace(self, conn: Connection, name: str) -> tuple[str, ...]:
-        if name not in inspect(conn).get_schema_names():
-            return ()
-        conn.execute(DropSchema(name, cascade=True))
+        # the run's schema and its stand-ins for named schemas (name_<schema>)
+        schemas = [s for s in inspect(conn).get_schema_names() if s == name or s.startswith(name + "_")]
+        for schema in schemas:
+            conn.execute(DropSchema(schema, cascade=True))
         conn.commit()
-        return (f"schema {name}",)
+        return tuple(f"schema {schema}" for schema in schemas)
 
     def cursor_setup(self, dialect: Any) -> Callable[[Any], None] | None:
         # psycopg 3 takes json_serializer/json_deserializer as adapters given to
@@ -425,7 +451,10 @@ class PostgreSQL(Backend):
         return setup
 
     def sequence_values(self, conn: Connection, *, run_only: bool = False) -> dict[str, int | None]:
-        where = " AND n.nspname = ANY (current_schemas(false))" if run_only else ""
+        # the run's schemas: its own, first in search_path, and its stand-ins for named schemas
+        first = "(current_schemas(false))[1]"
+        where = (f" AND (n.nspname = ANY (current_schemas(false)) OR (starts_with(n.nspname, {first} || '_') "
+                 f"AND starts_with({first}, '{RUN_NAME_PREFIX}')))" if run_only else "")
         return {name: last for name, last in conn.exec_driver_sql(_SEQUENCES + where).all()}
 
     def restore_sequences_sql(self, values: dict[str, int | None]) -> str | None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, ClassVar
 
@@ -269,7 +269,7 @@ class SQLite(Backend):
         # transaction: interrupting a write rolls the whole transaction back.
         return self.other_session_sql(lock_timeout_ms)
 
-    def private_namespace_sql(self, name: str) -> list[str]:
+    def private_namespace_sql(self, name: str, schemas: Sequence[str] = ()) -> list[str]:
         if self.in_memory:
             return []  # every worker process has its own in-memory database
         raise SetupError(

@@ -58,9 +58,3 @@ class TestParallel(FunctionalTest):
         self.assertIn("cannot connect to postgresql://postgres@127.0.0.1:1/test", run.stderr)
         self.assertIn(f"FAILED (errors={broken_tests})", run.stderr)
 
-    def test_tables_in_named_schemas_are_refused(self):
-        run = self.run_scenario("parallel_named", *MP, expect=2)
-        self.assertEqual(run.stderr.strip().splitlines(), [
-            "nose2-sqltx: error: sharing the database between parallel workers failed: tables in named "
-            "schemas (billing.ledger) would be created by every worker in the same schema, and the workers "
-            "would wait on each other; run without -N"])

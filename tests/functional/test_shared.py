@@ -14,6 +14,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text
 
 from nose2_sqltx import IsolatedDatabase, SetupError, TemporaryPostgres
 from nose2_sqltx.dialects.postgresql import RUN_SCHEMA_COMMENT, run_lock_key
+from tests.functional.test_parallel import MP, outcomes
 from tests.support import (
     FunctionalTest,
     dsn,
@@ -107,6 +108,53 @@ class TestWhatKilledRunsLeft(FunctionalTest):
         self.assertIn(f"dropped what 1 killed run(s) had left: {alive}", run.stderr)
         self.assertNotIn(alive, snapshot().schemas)
         self.assertIn(foreign, snapshot().schemas)
+
+
+class TestNamedSchemas(FunctionalTest):
+    """Tables that name their schema (``billing.ledger``): each run keeps them
+    in stand-ins of its own, ``sqltx_run_<random>_billing``, which SQLAlchemy's
+    ``schema_translate_map`` puts into every statement it builds."""
+
+    NAMED = ("test_named.TestNamedSchemas.test_every_test_starts_from_empty_tables",
+             "test_named.TestNamedSchemas.test_sql_text_naming_them_is_refused_before_it_runs",
+             "test_named.TestNamedSchemas.test_the_apps_commits_and_the_tests_session_see_the_same_rows",
+             "test_named.TestNamedSchemas.test_the_tables_are_not_where_their_names_say")
+
+    def assert_all_passed(self, run):
+        self.assertEqual(outcomes(run), dict.fromkeys(self.NAMED, "ok"), run.output)
+
+    @each_target("postgresql+psycopg2", "postgresql+psycopg")
+    def test_the_app_and_the_test_see_them_and_nothing_of_them_is_left(self, target):
+        # no schema billing exists, nor is one made: the stand-in needs none
+        self.assertNotIn("billing", self.before.schemas)
+        self.assert_all_passed(self.run_scenario("named_schemas", target=target))
+
+    def test_runs_and_workers_at_once_never_wait_on_each_other(self):
+        # Before, every run made billing.ledger itself, and the second waited
+        # on the first's uncommitted CREATE TABLE until lock-timeout.
+        with slow_run(scenario="named_schemas", args=["hold_named"]) as held:
+            self.assertEqual(snapshot().schemas, self.before.schemas, "a run's schemas must be invisible to others")
+            second = run_nose2("named_schemas", timeout=120)
+            self.assert_all_passed(second)
+            workers = run_nose2("named_schemas", *MP, timeout=120)
+            self.assert_all_passed(workers)
+            self.assertIn("parallel workers, each in a schema of its own", workers.stderr)
+            self.assertIsNone(held.poll(), "the held run ended before the others were done")
+            held.send_signal(signal.SIGTERM)
+            _, err = held.communicate(timeout=60)
+        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+        self.assertDatabaseUnchanged()
+
+    def test_a_killed_runs_stand_ins_are_dropped_with_its_schema(self):
+        killed = run_nose2("named_schemas", "orphan_named")
+        self.assertEqual(killed.returncode, -signal.SIGKILL, killed.output)
+        left = sorted(set(snapshot().schemas) - set(self.before.schemas))
+        self.assertEqual(len(left), 2, f"the raw COMMIT should have left the run's schemas: {left}")
+        self.assertRegex(left[0], RUN_NAME)
+        self.assertEqual(left[1], f"{left[0]}_billing")
+        self.assertIn(f"{left[1]}.ledger", snapshot().tables)
+        run = self.run_scenario("plain")
+        self.assertIn(f"dropped what 1 killed run(s) had left: {left[0]}, {left[1]}", run.stderr)
 
 
 class TestMySQLRunNames(FunctionalTest):

@@ -1,4 +1,0 @@
-from sqlalchemy import Column, Integer, MetaData, Table
-
-metadata = MetaData()
-Table("ledger", metadata, Column("id", Integer, primary_key=True), schema="billing")
