@@ -49,7 +49,7 @@ KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
-    "durations", "always-on",
+    "durations", "schemas", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -76,6 +76,8 @@ KEY_HELP = {
     "reset-sequences": "every test starts from the same sequence values (true/false)",
     "shard": "run one part of the suite, I/N counting from 1 (1/3, 2/3, 3/3); off: ignore the CI's job variables",
     "durations": "a JSON file of test class times: read to balance the shards, written after the run",
+    "schemas": "PostgreSQL: named schemas the app's tables use, each kept private to the run (default: those "
+               "the metadata's tables name; with alembic, list them)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -109,6 +111,18 @@ def check_sections(sections: Iterable[str], section: str = "sqltx") -> None:
         name = next(n for n in names if n.strip().lower() == close[0])
         raise ConfigError(f"[{name}]", None, f"nose2-sqltx reads no such section, and there is no [{section}]",
                           f"Did you mean [{section}]? Rename the section")
+
+
+def _parse_schemas(raw: list[str], url: URL | None) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(" ".join(raw).replace(",", " ").split()))
+    for name in names:
+        if name.lower().startswith("pg_") or name.lower() == "information_schema":
+            raise ConfigError("schemas", name, "is one of PostgreSQL's own schemas",
+                              "List the schemas the app's tables are in (billing, audit)")
+    if names and url is not None and url.get_backend_name() != "postgresql":
+        raise ConfigError("schemas", ", ".join(names), f"{url.get_backend_name()} keeps no schemas of a run's own "
+                          "(only PostgreSQL does)", "Remove the key")
+    return names
 
 
 def _parse_duration(key: str, raw: str) -> int:
@@ -180,6 +194,7 @@ class Settings:
                           async_sessionmakers, async_scoped_sessions
     ``alembic``           an alembic.ini whose ``upgrade head`` makes the schema (instead of metadata)
     ``allow_databases``   database names the production guard lets through anyway
+    ``schemas``           named schemas the app's tables use, besides the metadata's (PostgreSQL)
     ====================  =======================================================
     """
 
@@ -202,6 +217,7 @@ class Settings:
     sessions: tuple[str, ...] = ()
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
+    schemas: tuple[str, ...] = ()
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -288,6 +304,7 @@ class Settings:
             sessions=_parse_paths("sessions", values.get("sessions", [])),
             alembic=alembic,
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
+            schemas=_parse_schemas(values.get("schemas", []), url),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,
@@ -302,7 +319,8 @@ class Settings:
             f"pg_bindir={self.pg_bindir!r}, keep_server={self.keep_server}, server_tcp={self.server_tcp}, "
             f"server_dir={self.server_dir!r}, create_database={self.create_database}, "
             f"reset_sequences={self.reset_sequences}, engines={self.engines!r}, "
-            f"sessions={self.sessions!r}, alembic={self.alembic!r}, allow_databases={self.allow_databases!r})"
+            f"sessions={self.sessions!r}, alembic={self.alembic!r}, allow_databases={self.allow_databases!r}, "
+            f"schemas={self.schemas!r})"
         )
 
 

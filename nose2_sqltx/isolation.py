@@ -47,6 +47,7 @@ from .dialects import RUN_NAME_LENGTH, Backend, backend_for, new_run_name
 from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
 from .errors import (
     AlreadyRunningError,
+    ConfigError,
     ConnectionLostError,
     DatabaseChangedError,
     LeakError,
@@ -63,7 +64,7 @@ from .redirect import Redirection
 from .run import Run, RunParts
 from .runloop import Turns
 from .safety import CatalogAudit, check_test_database
-from .schema import Fixture, Schema, as_metadata, untranslated_names
+from .schema import Fixture, Schema, as_metadata
 from .scopes import After, Scope, ScopeStack
 from .sequences import SequenceReset
 from .server import is_throwaway
@@ -148,6 +149,10 @@ class IsolatedDatabase:
     values its enclosing scope started its first child with, and they are put
     back when it ends, so that ids are the same whatever ran before
     (:meth:`begin_scope` can say otherwise per scope). Not on MySQL/MariaDB.
+    ``schemas``: named schemas the app's tables use (``billing``) besides
+    those the metadata's tables name, which Alembic's migrations may create
+    tables in: on PostgreSQL each run keeps them in schemas of its own
+    (:attr:`schema_map`).
     ``allow_databases``: database names the production guard lets through;
     ``trusted``: skip the guard (a server the caller made for the run; a
     :class:`~nose2_sqltx.server.TemporaryPostgres` of this process is trusted anyway).
@@ -174,6 +179,7 @@ class IsolatedDatabase:
         allow_databases: Sequence[str] = (),
         trusted: bool = False,
         reset_sequences: bool = False,
+        schemas: Sequence[str] = (),
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -207,8 +213,11 @@ class IsolatedDatabase:
         #: name (``billing`` -> ``sqltx_run_<random>_billing``), given to every
         #: engine of the run as SQLAlchemy's ``schema_translate_map``
         self.schema_map: dict[str, str] = (
-            self.backend.private_schemas(schema, tables.named_schemas()) if schema is not None else {})
-        self._untranslated = untranslated_names(tables.metadata, self.schema_map)
+            self.backend.private_schemas(schema, sorted({*tables.named_schemas(), *schemas}))
+            if schema is not None else {})
+        if schemas and not self.schema_map:
+            raise ConfigError("schemas", ", ".join(schemas), f"{self.backend.display_name} keeps no schemas of a "
+                              "run's own (only PostgreSQL does)", "Remove the key")
         namespace_sql = (self.backend.private_namespace_sql(schema, list(self.schema_map.values()))
                          if schema is not None else [])
         if namespace_sql and named and not self.schema_map:
@@ -225,8 +234,8 @@ class IsolatedDatabase:
         cursor_setups: dict[Any, Callable[[Any], None]] = {}
 
         def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
-            if self._untranslated is not None and self._is_run_connection(conn.engine):
-                name = self._untranslated(statement)
+            if tables.untranslated is not None and self._is_run_connection(conn.engine):
+                name = tables.untranslated(statement)
                 if name is not None:
                     raise UntranslatedSchemaError(name, self.schema_map, short_sql(statement))
             scopes.log(statement)

@@ -9,10 +9,11 @@ exactly those again.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, delete, inspect
+from sqlalchemy import Connection, MetaData, delete, event, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from .dialects import Backend
@@ -33,14 +34,12 @@ NO_ALEMBIC_URL = "nose2_sqltx_gives_env_py_a_connection://"
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 
-def untranslated_names(metadata: Sequence[MetaData],
-                       schema_map: Mapping[str, str]) -> Callable[[str], str | None] | None:
-    """What finds, in a statement, a table of ``metadata`` named with a schema
-    that ``schema_map`` translates (``billing.ledger``, quoted or not, outside
-    string literals): a name SQLAlchemy did not translate, so SQL text. None:
-    no such tables."""
-    names = [rf'"?{re.escape(t.schema)}"?\s*\.\s*"?{re.escape(t.name)}"?'
-             for m in metadata for t in m.tables.values() if t.schema is not None and t.schema in schema_map]
+def untranslated_names(tables: Iterable[tuple[str, str]]) -> Callable[[str], str | None] | None:
+    """What finds, in a statement, one of ``tables`` (schema, table) named
+    with its schema (``billing.ledger``, quoted or not, outside string
+    literals): a name SQLAlchemy did not translate, so SQL text. None: no
+    such tables."""
+    names = [rf'"?{re.escape(schema)}"?\s*\.\s*"?{re.escape(table)}"?' for schema, table in tables]
     if not names:
         return None
     # not part of a longer name (the run's own sqltx_run_..._billing.ledger)
@@ -76,6 +75,9 @@ class Schema:
         self.alembic = alembic
         self.fixtures = list(fixtures)
         self._created: list[str] = []
+        #: finds SQL text that names a table built in one of the run's
+        #: stand-ins for named schemas (see :func:`untranslated_names`)
+        self.untranslated: Callable[[str], str | None] | None = None
         backend.check_tables([t for m in self.metadata for t in m.tables.values()])
 
     @property
@@ -131,19 +133,27 @@ class Schema:
             for metadata in self.metadata:
                 metadata.create_all(conn)
             if self.alembic is not None:
-                self._alembic_upgrade(conn, self.alembic)
+                with _schemas_made_as_stand_ins(conn):
+                    self._alembic_upgrade(conn, self.alembic)
             conn.commit()
         except SQLAlchemyError as exc:
             reason = first_line(exc)
             advice = self.backend.explain_setup_failure(exc)
             if advice is not None:
                 reason += f" ({advice})"
-            if self.backend.is_lock_timeout(exc):
+            # A run cancels other connections' waits on its locks before
+            # lock-timeout (lockwait.py): "user request" is such a cancel.
+            if self.backend.is_lock_timeout(exc) or (self.backend.is_cancel(exc) and "user request" in reason):
                 reason += (" (another connection holds locks on these tables: most likely another test run on the "
                            f"same database that has not ended; {self.backend.concurrent_runs_fix})")
             raise SetupError(step, reason) from exc
         made = [name for name in inspect(conn).get_table_names() if name not in existing]
         self._created = list(dict.fromkeys(self._created + made))
+        stand_ins = _stand_ins(conn)
+        if stand_ins:
+            self.untranslated = untranslated_names(
+                (schema, table) for schema, own in stand_ins.items()
+                for table in inspect(conn).get_table_names(schema=own))
 
     def _existing(self, conn: Connection, default: set[str]) -> list[str]:
         """The metadata's tables that the database already holds (``default``:
@@ -238,3 +248,46 @@ class Schema:
                 raise
             raise SetupError("creating the schema (alembic upgrade head)",
                              f"{type(exc).__name__}: {first_line(exc)}{where_raised(exc)}") from exc
+
+
+def _stand_ins(conn: Connection) -> dict[str, str]:
+    """The run's stand-ins for named schemas, as ``conn`` translates them
+    (none on a connection of real commits, whose tables are where they say)."""
+    translate = conn.get_execution_options().get("schema_translate_map") or {}
+    return {schema: own for schema, own in translate.items() if schema is not None}
+
+
+@contextmanager
+def _schemas_made_as_stand_ins(conn: Connection) -> Iterator[None]:
+    """While migrations run, the run's stand-ins for the named schemas they
+    use: SQLAlchemy translates what it builds (``op.create_table``), not
+    Alembic's ALTER statements nor text (``op.execute``), so in every
+    statement a name qualified by one of those schemas (``billing.ledger``,
+    outside string literals) is given the stand-in's, and ``CREATE SCHEMA
+    billing`` finds the stand-in, made already, instead of making
+    ``billing`` in the run's transaction, where every other run making it
+    too would wait for this one to end."""
+    stand_ins = _stand_ins(conn)
+    if not stand_ins:
+        yield
+        return
+    folded = {schema.lower(): own for schema, own in stand_ins.items()}
+    names = "|".join(re.escape(schema) for schema in stand_ins)
+    create = re.compile(rf'^\s*CREATE\s+SCHEMA\s+(?:IF\s+NOT\s+EXISTS\s+)?"?({names})"?\s*;?\s*$', re.IGNORECASE)
+    qualified = re.compile(rf"""({_LITERAL.pattern})|(?<![\w."])"?({names})"?\s*\.""", re.IGNORECASE)
+
+    def own(schema: str) -> str:
+        return stand_ins.get(schema) or folded[schema.lower()]
+
+    def rewrite(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+                executemany: bool) -> tuple[str, Any]:
+        found = create.match(statement)
+        if found:
+            return f"CREATE SCHEMA IF NOT EXISTS {own(found.group(1))}", parameters
+        return qualified.sub(lambda m: m.group(1) or f"{own(m.group(2))}.", statement), parameters
+
+    event.listen(conn, "before_cursor_execute", rewrite, retval=True)
+    try:
+        yield
+    finally:
+        event.remove(conn, "before_cursor_execute", rewrite)

@@ -259,9 +259,9 @@ class PostgreSQL(Backend):
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = _ASYNC_DRIVERS
     own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
     private_runs = True
-    concurrent_runs_fix = ("each run makes the tables of its metadata in schemas of its own, but tables that "
-                           "Alembic migrations create in a named schema are made where their names say by every "
-                           "run: give each concurrent run its own database")
+    concurrent_runs_fix = ("each run keeps its tables in schemas of its own, but tables in a named schema that "
+                           "neither the metadata names nor the schemas key lists (with alembic, list them there) "
+                           "are made where their names say by every run")
 
     def install(self, engine: Engine) -> None:
         if self.driver == "psycopg2":

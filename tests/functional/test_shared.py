@@ -157,6 +157,46 @@ class TestNamedSchemas(FunctionalTest):
         self.assertIn(f"dropped what 1 killed run(s) had left: {left[0]}, {left[1]}", run.stderr)
 
 
+class TestNamedSchemasFromMigrations(FunctionalTest):
+    """Alembic's migrations say which schemas they use only as they run: the
+    schemas key lists them, and the run makes their stand-ins beforehand."""
+
+    MIGRATED = ("test_1_writes_are_isolated", "test_2_the_next_test_sees_the_seed_alone",
+                "test_text_naming_a_migrated_table_is_refused", "test_the_migrations_built_the_stand_in_and_seeded_it")
+
+    def assert_all_passed(self, run):
+        expected = {f"test_migrated.TestMigratedIntoStandIns.{name}": "ok" for name in self.MIGRATED}
+        self.assertEqual(outcomes(run), expected, run.output)
+
+    def test_listed_schemas_are_private_to_each_run(self):
+        listed = ("-c", "listed.cfg")
+        with slow_run(scenario="alembic_named", args=[*listed, "hold_alembic"]) as held:
+            second = run_nose2("alembic_named", *listed, timeout=120)
+            self.assert_all_passed(second)
+            self.assertIsNone(held.poll(), "the held run ended before the second was done")
+            held.send_signal(signal.SIGTERM)
+            _, err = held.communicate(timeout=60)
+        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+        self.assertDatabaseUnchanged()
+
+    def test_an_unlisted_schema_makes_a_second_run_wait_and_says_what_to_do(self):
+        # without the schemas key: the migrations make billing itself, in
+        # the run's transaction, and a second run waits for it to end
+        with slow_run(scenario="alembic_named", args=["hold_alembic"]) as held:
+            second = run_nose2("alembic_named", timeout=120)
+            held.send_signal(signal.SIGTERM)
+            held.communicate(timeout=60)
+        self.assertEqual(second.returncode, 2, second.output)
+        lines = second.output.strip().splitlines()
+        self.assertEqual(len(lines), 1, second.output)
+        self.assertIn("creating the schema (alembic upgrade head) failed:", lines[0])
+        self.assertIn("(another connection holds locks on these tables: most likely another test run on the same "
+                      "database that has not ended; each run keeps its tables in schemas of its own, but tables in "
+                      "a named schema that neither the metadata names nor the schemas key lists (with alembic, list "
+                      "them there) are made where their names say by every run)", lines[0])
+        self.assertDatabaseUnchanged()
+
+
 class TestMySQLRunNames(FunctionalTest):
     @staticmethod
     def run_databases():

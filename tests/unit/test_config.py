@@ -83,6 +83,19 @@ class TestSettings(unittest.TestCase):
             settings(create_database="sometimes")
         self.assertIn("[sqltx] create-database = sometimes: not a yes/no value", str(caught.exception))
 
+    def test_schemas(self):
+        self.assertEqual(settings().schemas, ())
+        self.assertEqual(settings(schemas="billing, audit\n billing").schemas, ("billing", "audit"))
+        self.assertEqual(settings(schemas="billing", dsn="postgresql://u@h/test").schemas, ("billing",))
+        with self.assertRaises(ConfigError) as caught:
+            settings(schemas="billing pg_catalog")
+        self.assertEqual(str(caught.exception), "[sqltx] schemas = pg_catalog: is one of PostgreSQL's own schemas. "
+                         "List the schemas the app's tables are in (billing, audit)")
+        with self.assertRaises(ConfigError) as caught:
+            settings(schemas="billing", dsn="mysql+pymysql://u@h/test")
+        self.assertEqual(str(caught.exception), "[sqltx] schemas = billing: mysql keeps no schemas of a run's own "
+                         "(only PostgreSQL does). Remove the key")
+
     def test_repr_masks_password(self):
         s = settings(dsn="postgresql://u:topsecret@h/d")
         self.assertNotIn("topsecret", repr(s))
