@@ -8,7 +8,9 @@ Engine of the process and, when the new connection would go to the run's
 database (the same driver, host, port, database and user), hands over the
 run's own connection instead. The engine is the app's (its options, its
 events); only its connections are the test transaction, with the same
-transaction control as the run's own engines (:mod:`~nose2_sqltx.handles`).
+transaction control as the run's own engines (:mod:`~nose2_sqltx.handles`),
+and the run's ``schema_translate_map`` (its stand-ins for named schemas) on
+top of the engine's own.
 An engine on another database is left alone, and the leak watch refuses its
 writes as before; so is an engine marked :func:`~nose2_sqltx.leaks.unwatched`
 (a deliberate second connection).
@@ -24,6 +26,7 @@ from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL
 
 from .handles import Handles
+from .redirect import translate_over
 
 __unittest = True
 
@@ -48,10 +51,13 @@ class Adoption:
         self._targets: set[tuple[Any, ...]] = set()
         self._connection: Callable[[], Any] | None = None
         self._dialects: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._schema_map: dict[str, str] = {}
 
-    def start(self, urls: list[URL], run_dialect: Any, connection: Callable[[], Any]) -> None:
+    def start(self, urls: list[URL], run_dialect: Any, connection: Callable[[], Any],
+              schema_map: dict[str, str] | None = None) -> None:
         """``urls``: what the app may call the run's database (the DSN, and
-        the URL the run connects to, where they differ)."""
+        the URL the run connects to, where they differ); ``schema_map``: the
+        run's stand-ins for named schemas, which adopted engines translate to."""
         for url in urls:
             if run_dialect.name == "sqlite" and url.database in (None, "", ":memory:"):
                 continue  # every sqlite:// engine is a database of its own, as in production
@@ -62,16 +68,27 @@ class Adoption:
         self._connection = connection
         run_dialect._sqltx_run = True  # its own reconnects are not the app's
         event.listen(Engine, "do_connect", self._on_connect)
+        if schema_map:
+            self._schema_map = dict(schema_map)
+            event.listen(Engine, "engine_connect", self._on_engine_connect)
 
     def stop(self) -> None:
         if event.contains(Engine, "do_connect", self._on_connect):
             event.remove(Engine, "do_connect", self._on_connect)
+        if event.contains(Engine, "engine_connect", self._on_engine_connect):
+            event.remove(Engine, "engine_connect", self._on_engine_connect)
         self._connection = None
         self._targets = set()
 
     def adopted(self, engine: Engine) -> bool:
         """Whether ``engine``'s connections are the run's (its dialect was given it)."""
         return engine.dialect in self._dialects
+
+    def _on_engine_connect(self, conn: Any) -> None:
+        # After the pool's connect: a new engine's first Connection is adopted by now.
+        if self.adopted(conn.engine):
+            own = conn.get_execution_options().get("schema_translate_map")
+            conn.execution_options(schema_translate_map=translate_over(self._schema_map, own))
 
     def _on_connect(self, dialect: Any, conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
         if self._connection is None or getattr(dialect, "_sqltx_run", False) or \

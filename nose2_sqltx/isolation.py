@@ -354,7 +354,7 @@ class IsolatedDatabase:
             self._parts.handles.install(connection.engine.dialect)
             self._parts.handles.start()
             self._adoption.start(list(dict.fromkeys([self.url, self.run_url])), connection.engine.dialect,
-                                 self._adoptable_connection)
+                                 self._adoptable_connection, self.schema_map)
             try:
                 self.redirection.point(connection.engine)
             except UnsupportedObjectError as exc:

@@ -26,7 +26,7 @@ from .errors import UnsupportedObjectError
 
 __unittest = True
 
-__all__ = ["Redirection", "redirect_kind", "factory_engines", "is_flask_sqlalchemy", "ASYNC_KINDS"]
+__all__ = ["Redirection", "redirect_kind", "factory_engines", "is_flask_sqlalchemy", "translate_over", "ASYNC_KINDS"]
 
 #: the kinds :func:`redirect_kind` gives SQLAlchemy's asyncio objects
 ASYNC_KINDS = frozenset({"AsyncEngine", "async_sessionmaker", "async_scoped_session"})
@@ -136,13 +136,19 @@ class _EngineSwap:
 
 def _translated(options: Any, target: Engine) -> Any:
     """The app engine's execution ``options`` with the target's
-    ``schema_translate_map`` (the run's schemas for named ones) on top of the
-    app's own, whose names then go where the target's map sends them."""
+    ``schema_translate_map`` (the run's schemas for named ones) over the app's own."""
     ours = target._execution_options.get("schema_translate_map")
     if not ours:
         return options
-    theirs = options.get("schema_translate_map") or {}
-    return options.union({"schema_translate_map": {**ours, **{k: ours.get(v, v) for k, v in theirs.items()}}})
+    return options.union({"schema_translate_map": translate_over(ours, options.get("schema_translate_map"))})
+
+
+def translate_over(ours: Mapping[str, str], theirs: Mapping[str | None, str] | None) -> dict[str | None, str]:
+    """The run's ``schema_translate_map`` ``ours`` over an app's own,
+    ``theirs``, whose names then go where ``ours`` sends them."""
+    composed: dict[str | None, str] = {schema: own for schema, own in ours.items()}
+    composed.update({k: ours.get(v, v) for k, v in (theirs or {}).items()})
+    return composed
 
 
 class Redirection:

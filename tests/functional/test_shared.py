@@ -115,7 +115,8 @@ class TestNamedSchemas(FunctionalTest):
     in stand-ins of its own, ``sqltx_run_<random>_billing``, which SQLAlchemy's
     ``schema_translate_map`` puts into every statement it builds."""
 
-    NAMED = ("test_named.TestNamedSchemas.test_every_test_starts_from_empty_tables",
+    NAMED = ("test_named.TestNamedSchemas.test_an_engine_the_app_makes_during_the_run_finds_them_too",
+             "test_named.TestNamedSchemas.test_every_test_starts_from_empty_tables",
              "test_named.TestNamedSchemas.test_sql_text_naming_them_is_refused_before_it_runs",
              "test_named.TestNamedSchemas.test_the_apps_commits_and_the_tests_session_see_the_same_rows",
              "test_named.TestNamedSchemas.test_the_tables_are_not_where_their_names_say")

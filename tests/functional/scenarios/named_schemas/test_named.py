@@ -1,7 +1,9 @@
+import os
 import unittest
 
 from named_models import Account, Invoice, Ledger, engine, open_ledger
-from sqlalchemy import func, select, text
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.orm import Session
 
 from nose2_sqltx import DatabaseTest, UntranslatedSchemaError
 
@@ -20,6 +22,14 @@ class TestNamedSchemas(DatabaseTest, unittest.TestCase):
         self.assertEqual(invoice.cents, 1200)
         with engine.connect() as conn:  # the app's engine, redirected
             self.assertEqual(conn.scalar(select(func.sum(Invoice.cents))), 1200)
+
+    def test_an_engine_the_app_makes_during_the_run_finds_them_too(self):
+        late = create_engine(os.environ["SQLTX_DSN"])  # joins the test transaction
+        self.addCleanup(late.dispose)
+        with Session(late) as session:
+            session.add(Ledger(owner="late"))
+            session.commit()
+        self.assertEqual(self.session.scalars(select(Ledger.owner)).all(), ["late"])
 
     def test_every_test_starts_from_empty_tables(self):
         self.assert_empty()
