@@ -75,6 +75,8 @@ class Schema:
         self.alembic = alembic
         self.fixtures = list(fixtures)
         self._created: list[str] = []
+        #: the tables built in the run's stand-ins for named schemas, as (schema, table)
+        self._in_stand_ins: list[tuple[str, str]] = []
         #: finds SQL text that names a table built in one of the run's
         #: stand-ins for named schemas (see :func:`untranslated_names`)
         self.untranslated: Callable[[str], str | None] | None = None
@@ -88,7 +90,9 @@ class Schema:
     @property
     def table_count(self) -> int:
         """How many tables the schema has (for the summary)."""
-        return sum(len(m.tables) for m in self.metadata) if self.metadata else len(self._created)
+        if self.metadata:
+            return sum(len(m.tables) for m in self.metadata)
+        return len(self._created) + len(self._in_stand_ins)
 
     def named_schema_tables(self) -> list[str]:
         """Tables that name their own schema (``billing.ledger``)."""
@@ -151,9 +155,9 @@ class Schema:
         self._created = list(dict.fromkeys(self._created + made))
         stand_ins = _stand_ins(conn)
         if stand_ins:
-            self.untranslated = untranslated_names(
-                (schema, table) for schema, own in stand_ins.items()
-                for table in inspect(conn).get_table_names(schema=own))
+            self._in_stand_ins = [(schema, table) for schema, own in stand_ins.items()
+                                  for table in inspect(conn).get_table_names(schema=own)]
+            self.untranslated = untranslated_names(self._in_stand_ins)
 
     def _existing(self, conn: Connection, default: set[str]) -> list[str]:
         """The metadata's tables that the database already holds (``default``:

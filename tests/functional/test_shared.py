@@ -174,6 +174,8 @@ class TestNamedSchemasFromMigrations(FunctionalTest):
         with slow_run(scenario="alembic_named", args=[*listed, "hold_alembic"]) as held:
             second = run_nose2("alembic_named", *listed, timeout=120)
             self.assert_all_passed(second)
+            # alembic_version, and the two tables in the stand-in for billing
+            self.assertIn("schema (3 tables)", second.stderr)
             self.assertIsNone(held.poll(), "the held run ended before the second was done")
             held.send_signal(signal.SIGTERM)
             _, err = held.communicate(timeout=60)
