@@ -29,6 +29,13 @@ from tests.support import (
 RUN_NAME = re.compile(r"sqltx_run_[0-9a-f]{12}")
 
 
+def end_held(test, held):
+    """SIGTERM to a held run, which must end by it (its transaction rolled back)."""
+    held.send_signal(signal.SIGTERM)
+    _, err = held.communicate(timeout=60)
+    test.assertEqual(held.returncode, -signal.SIGTERM, err)
+
+
 def side_connection():
     conn = psycopg2.connect(libpq_dsn())
     conn.autocommit = True
@@ -49,9 +56,7 @@ class TestTwoRunsAtOnce(FunctionalTest):
                 self.assertEqual(second.returncode, 0, second.output)
                 self.assertIn("OK", second.stderr)
             self.assertIsNone(held.poll(), "the held run ended before the others were done")
-            held.send_signal(signal.SIGTERM)
-            _, err = held.communicate(timeout=60)
-        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+            end_held(self, held)
         self.assertDatabaseUnchanged()
 
 
@@ -61,9 +66,7 @@ class TestTwoRunsAtOnce(FunctionalTest):
             url = f"sqlite:///{tmp}/shared.db"
             with slow_run(env={"SQLTX_DSN": url}, set_dsn=False) as held:
                 second = run_nose2("plain", env={"SQLTX_DSN": url}, timeout=120)
-                held.send_signal(signal.SIGTERM)
-                _, err = held.communicate(timeout=60)
-            self.assertEqual(held.returncode, -signal.SIGTERM, err)
+                end_held(self, held)
             self.assertEqual(os.listdir(tmp), [], "the runs left files behind")
         self.assertEqual(second.returncode, 2, second.output)
         lines = second.output.strip().splitlines()
@@ -141,9 +144,7 @@ class TestNamedSchemas(FunctionalTest):
             self.assert_all_passed(workers)
             self.assertIn("parallel workers, each in a schema of its own", workers.stderr)
             self.assertIsNone(held.poll(), "the held run ended before the others were done")
-            held.send_signal(signal.SIGTERM)
-            _, err = held.communicate(timeout=60)
-        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+            end_held(self, held)
         self.assertDatabaseUnchanged()
 
     def test_a_killed_runs_stand_ins_are_dropped_with_its_schema(self):
@@ -177,9 +178,7 @@ class TestNamedSchemasFromMigrations(FunctionalTest):
             # alembic_version, and the two tables in the stand-in for billing
             self.assertIn("schema (3 tables)", second.stderr)
             self.assertIsNone(held.poll(), "the held run ended before the second was done")
-            held.send_signal(signal.SIGTERM)
-            _, err = held.communicate(timeout=60)
-        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+            end_held(self, held)
         self.assertDatabaseUnchanged()
 
     def test_an_unlisted_schema_makes_a_second_run_wait_and_says_what_to_do(self):
@@ -187,8 +186,7 @@ class TestNamedSchemasFromMigrations(FunctionalTest):
         # the run's transaction, and a second run waits for it to end
         with slow_run(scenario="alembic_named", args=["hold_alembic"]) as held:
             second = run_nose2("alembic_named", timeout=120)
-            held.send_signal(signal.SIGTERM)
-            held.communicate(timeout=60)
+            end_held(self, held)
         self.assertEqual(second.returncode, 2, second.output)
         lines = second.output.strip().splitlines()
         self.assertEqual(len(lines), 1, second.output)
@@ -212,9 +210,7 @@ class TestMySQLRunNames(FunctionalTest):
             second = run_nose2("plain", target="mysql+pymysql", timeout=120)
             self.assertEqual(second.returncode, 0, second.output)
             self.assertEqual(self.run_databases(), [name], "the second run dropped a live run's database")
-            held.send_signal(signal.SIGTERM)
-            _, err = held.communicate(timeout=60)
-        self.assertEqual(held.returncode, -signal.SIGTERM, err)
+            end_held(self, held)
         self.assertDatabaseUnchanged()
 
     def test_the_run_holds_its_databases_lock(self):
@@ -227,8 +223,7 @@ class TestMySQLRunNames(FunctionalTest):
                 self.assertEqual(cur.fetchone()[0], 0)
             finally:
                 conn.close()
-            held.send_signal(signal.SIGTERM)
-            held.communicate(timeout=60)
+            end_held(self, held)
         self.assertDatabaseUnchanged()
 
 
