@@ -204,7 +204,6 @@ class IsolatedDatabase:
         self.outside_tests: str | None = None
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
                         alembic=alembic, fixtures=fixtures)
-        named = tables.named_schema_tables()
         if schema is None and (parallel or self.backend.private_runs):
             schema = new_run_name()
         #: the run's own namespace, if it has one
@@ -220,12 +219,6 @@ class IsolatedDatabase:
                               "run's own (only PostgreSQL does)", "Remove the key")
         namespace_sql = (self.backend.private_namespace_sql(schema, list(self.schema_map.values()))
                          if schema is not None else [])
-        if namespace_sql and named and not self.schema_map:
-            raise SetupError(
-                "sharing the database between parallel workers",
-                f"tables in named schemas ({', '.join(named)}) would be created by "
-                "every worker in the same schema, and the workers would wait on each other; run without -N",
-            )
         scopes = ScopeStack(self.redirection)
         handles = Handles(self._is_run_connection, lock=Turns() if self.backend.is_async else None)
         self._adoption = Adoption(handles)

@@ -94,12 +94,8 @@ class Schema:
             return sum(len(m.tables) for m in self.metadata)
         return len(self._created) + len(self._in_stand_ins)
 
-    def named_schema_tables(self) -> list[str]:
-        """Tables that name their own schema (``billing.ledger``)."""
-        return sorted(t.fullname for m in self.metadata for t in m.tables.values() if t.schema)
-
     def named_schemas(self) -> list[str]:
-        """The schemas those tables name (``billing``)."""
+        """The schemas the tables name (``billing`` of ``billing.ledger``)."""
         return sorted({t.schema for m in self.metadata for t in m.tables.values() if t.schema})
 
     def create(self, conn: Connection, *, committed: bool, why: str | None = None) -> None:
