@@ -364,7 +364,14 @@ class IsolatedDatabase:
     def preflight(self) -> str:
         """Connect once, make nothing, and disconnect: the production guard's
         check; return the server's name and version. Raises what :meth:`start`
-        would for an unreachable or unsafe database."""
+        would for an unreachable or unsafe database.
+
+        With an async driver, the loop the check ran on stays up, idle, until
+        :meth:`close_preflight`: a parallel run forks its workers next, and a
+        thread that has only just ended may still be in OpenSSL's clean-up of
+        its thread state (after ``join`` returns), holding a lock that a
+        worker forked then inherits held, and waits on forever in its first
+        TLS handshake."""
         with connect_errors(self.url):
             engine = self.backend.create_engine(self.url, side=True, poolclass=NullPool)
             try:
@@ -374,7 +381,10 @@ class IsolatedDatabase:
                     return self.server_version
             finally:
                 engine.dispose()
-                self.backend.close_loop()
+
+    def close_preflight(self) -> None:
+        """End what :meth:`preflight` left up (once the workers have started)."""
+        self.backend.close_loop()
 
     def stop(self) -> None:
         """Roll back everything the run did and close the connection.

@@ -112,7 +112,11 @@ class TestRun:
         self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=self.throwaway)
         self.preflighted = make_database(self.settings, self.url, loaded, parallel=self.workers,
                                          trusted=self.throwaway)
-        self.preflighted.preflight()
+        try:
+            self.preflighted.preflight()
+        except BaseException:
+            self.preflighted.close_preflight()
+            raise
         return self.url
 
     def stop(self) -> list[Exception]:
@@ -121,6 +125,8 @@ class TestRun:
         database, self.database = self.database, None
         server = self.server
         problems: list[Exception] = []
+        if self.preflighted is not None:
+            self.preflighted.close_preflight()
         try:
             if database is not None:
                 database.stop()

@@ -2,8 +2,12 @@
 the same results as a serial run, no hang, nothing left behind."""
 
 import re
+import threading
+import unittest
 
-from tests.support import FunctionalTest, async_semantics_tests, each_target, run_nose2
+from nose2_sqltx.config import Settings
+from nose2_sqltx.testrun import TestRun
+from tests.support import FunctionalTest, async_semantics_tests, dsn, each_target, run_nose2
 
 MP = ("--plugin", "nose2.plugins.mp", "-N", "2")
 OUTCOME = re.compile(r"\(([\w.]+)\) \.\.\. (ok|FAIL|ERROR)$", re.M)  # mp prints the name twice
@@ -58,3 +62,23 @@ class TestParallel(FunctionalTest):
         self.assertIn("cannot connect to postgresql://postgres@127.0.0.1:1/test", run.stderr)
         self.assertIn(f"FAILED (errors={broken_tests})", run.stderr)
 
+
+
+class TestForkSafety(unittest.TestCase):
+    """nose2 forks its workers right after the main process's check of the
+    database. With an async driver that check runs on a loop in a thread; a
+    thread that has only just ended may still hold OpenSSL's locks in its
+    exit handlers, and a worker forked then waited forever in its first TLS
+    handshake (4 runs in 150 of the FastAPI example under -N 2 on a busy machine).
+    The check's thread stays up, idle, until the run ends."""
+
+    def test_the_check_thread_is_up_when_workers_fork_and_gone_at_the_end(self):
+        run = TestRun(Settings.from_options([("dsn", dsn("asyncpg"))], environ={}), workers=2)
+        before = set(threading.enumerate())
+        run.preflight()
+        try:
+            started = [thread.name for thread in set(threading.enumerate()) - before]
+            self.assertEqual(started, ["nose2-sqltx run loop"])
+        finally:
+            self.assertEqual(run.stop(), [])
+        self.assertEqual(set(threading.enumerate()) - before, set())
