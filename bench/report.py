@@ -43,7 +43,7 @@ def main() -> int:
            "--markdown", "docs/isolation.md", "--chart", "docs/benchmarks.png"]
     suite = ["bench/suite.py", "--tests", "100" if q else "1000", "--tables", "30", "--rounds", "1"]
     startup = ["bench/startup.py", "--rounds", "3" if q else "15", "--tables", "100"]
-    parallel = ["bench/parallel.py", "--rounds", "2" if q else "7"]
+    parallel = ["bench/parallel.py", "--rounds", "2" if q else "5", "--per-class", "40,100" if q else "40,400"]
     shared = ["bench/shared_database.py", "--rounds", "2" if q else "5"]
     shards = ["bench/shards.py", "--rounds", "1" if q else "3"]
     soak = ["bench/soak.py", "--tests", "2000" if q else "20000"]

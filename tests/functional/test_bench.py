@@ -31,8 +31,9 @@ class TestBenchmarksRun(unittest.TestCase):
         self.assertRegex(out, r"start to first test +[\d.]+")
 
     def test_parallel(self):
-        out = bench("bench/parallel.py", "--rounds", "1")
-        self.assertRegex(out, r"speed-up of -N 2 over serial \(ratio of medians\): [\d.]+x")
+        out = bench("bench/parallel.py", "--rounds", "1", "--per-class", "40,45")
+        self.assertRegex(out, r"speed-up of -N 2 over serial, 252 tests \(ratio of medians\): [\d.]+x")
+        self.assertRegex(out, r"speed-up of -N 2 over serial, 282 tests \(ratio of medians\): [\d.]+x")
         self.assertRegex(out, r"database from template +[\d.]+")
 
     def test_shared_database(self):
