@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import AsyncDriverRequiredError
 from .runloop import run_coroutine
-from .testcase import DatabaseTest, QueryCount, _Handle, database_for
+from .testcase import DatabaseTest, _Handle, database_for
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
@@ -50,8 +50,9 @@ class AsyncDatabaseTest(DatabaseTest):
     Everything else is :class:`~nose2_sqltx.DatabaseTest`'s: the savepoint
     is opened around ``setUp`` and ``asyncSetUp`` (no ``super()`` call
     needed), ``real_commits``, ``reset_sequences``, ``self.queries``. Class
-    data comes from :meth:`asyncSetUpTestData`; ``assertNumQueries`` is an
-    async context manager too::
+    data comes from :meth:`asyncSetUpTestData`; ``assertNumQueries``,
+    ``assertMaxQueries`` and ``assertNoRepeatedQueries`` are async context
+    managers too::
 
         async with self.assertNumQueries(1):
             await self.session.execute(select(Customer))
@@ -89,19 +90,19 @@ class AsyncDatabaseTest(DatabaseTest):
     def setUpTestData(cls) -> None:
         run_coroutine(cls.asyncSetUpTestData())
 
-    def assertNumQueries(self, num: int, func: Callable[..., Any] | None = None, /,
-                         *args: Any, **kwargs: Any) -> Any:
-        """``async with self.assertNumQueries(2): ...``, or
-        ``await self.assertNumQueries(2, coroutine_function, *args)``: fail
-        unless exactly ``num`` statements are sent (see ``DatabaseTest``)."""
-        context = QueryCount(self, self._sqltx_current(), num)
+    def _sqltx_block(self, block: Any, func: Callable[..., Any] | None, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
+        """The query assertions (``assertNumQueries``, ``assertMaxQueries``,
+        ``assertNoRepeatedQueries``) of ``DatabaseTest``, async: ``async with
+        self.assertNumQueries(2): ...``, or ``await
+        self.assertNumQueries(2, coroutine_function, *args)``."""
         if func is None:
-            return context
-        return _counted(context, func(*args, **kwargs))
+            return block
+        return _counted(block, func(*args, **kwargs))
 
 
-async def _counted(context: QueryCount, awaitable: Awaitable[Any]) -> Any:
-    async with context:
+async def _counted(block: Any, awaitable: Awaitable[Any]) -> Any:
+    async with block:
         return await awaitable
 
 

@@ -49,7 +49,7 @@ KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
-    "durations", "schemas", "always-on",
+    "durations", "schemas", "show-queries", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -78,6 +78,7 @@ KEY_HELP = {
     "durations": "a JSON file of test class times: read to balance the shards, written after the run",
     "schemas": "PostgreSQL: named schemas the app's tables use, each kept private to the run (default: those "
                "the metadata's tables name; with alembic, list them)",
+    "show-queries": "a failed test's report ends with the SQL it sent (true/false)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -195,6 +196,7 @@ class Settings:
     ``alembic``           an alembic.ini whose ``upgrade head`` makes the schema (instead of metadata)
     ``allow_databases``   database names the production guard lets through anyway
     ``schemas``           named schemas the app's tables use, besides the metadata's (PostgreSQL)
+    ``show_queries``      a failed test's report ends with the SQL it sent
     ====================  =======================================================
     """
 
@@ -218,6 +220,7 @@ class Settings:
     alembic: str | None = None
     allow_databases: tuple[str, ...] = ()
     schemas: tuple[str, ...] = ()
+    show_queries: bool = False
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -305,6 +308,7 @@ class Settings:
             alembic=alembic,
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             schemas=_parse_schemas(values.get("schemas", []), url),
+            show_queries=_parse_bool("show-queries", one("show-queries", "false")),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

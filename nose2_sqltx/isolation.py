@@ -60,6 +60,7 @@ from .errors import (
 from .handles import Handles
 from .leaks import LeakWatch
 from .messages import PREFIX, mask_url, short_sql
+from .queries import queries_note
 from .redirect import Redirection
 from .run import Run, RunParts
 from .runloop import Turns
@@ -180,10 +181,13 @@ class IsolatedDatabase:
         trusted: bool = False,
         reset_sequences: bool = False,
         schemas: Sequence[str] = (),
+        show_queries: bool = False,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
         self.reset_sequences = reset_sequences
+        #: a failed test's error gets the SQL its scope sent as a note (see :meth:`annotate`)
+        self.show_queries = show_queries
         self._sequences = SequenceReset(self.backend)
         if reset_sequences:
             self._sequences.check()
@@ -542,17 +546,20 @@ class IsolatedDatabase:
             self.end_scope(scope)
 
     # -- what the runner adapters ask --------------------------------------------
-    def annotate(self, exc: BaseException) -> None:
+    def annotate(self, exc: BaseException, scope: Scope | None = None) -> None:
         """A test failed with ``exc``: add a hint where one helps (timeouts, a
         lost connection), and note its leaks and the loss of the connection as
         reported, so the test's end does not raise them again. Once per
-        exception: ``DatabaseTest`` annotates a test's error as it happens,
-        and the runner again as it reports it."""
+        exception: ``DatabaseTest`` annotates a test's error as it happens
+        (with the test's ``scope``, whose SQL ``show_queries`` adds), and the
+        runner again as it reports it."""
         if getattr(exc, "_sqltx_annotated", False):
             return
         with suppress(AttributeError):  # (an exception class with __slots__)
             exc._sqltx_annotated = True  # type: ignore[attr-defined]
         self._parts.watch.note_reported(exc)
+        if self.show_queries and scope is not None:
+            exc.add_note(queries_note(scope.queries))
         if isinstance(exc, TransactionEndedError) and exc.refused:
             self._ending_reported = True
         lost = self._run.transaction.found_lost(exc) if self._run is not None else None

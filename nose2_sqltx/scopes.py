@@ -95,6 +95,8 @@ class Scope:
         #: the SQL that went through the scope's handles and the app's
         #: redirected engines while this was the innermost scope, in order
         self.queries: list[str] = []
+        #: called with each statement as it is logged (``assertNoRepeatedQueries`` blocks)
+        self.watches: list[Callable[[str], None]] = []
         #: how many of :attr:`queries` the scope's setup sent
         self.after_setup = 0
         #: where the leak watch stood when the scope opened
@@ -237,7 +239,10 @@ class ScopeStack:
     def log(self, statement: str) -> None:
         """A statement through the run's engines: the innermost scope's."""
         if self._scopes:
-            self._scopes[-1].queries.append(statement)
+            scope = self._scopes[-1]
+            scope.queries.append(statement)
+            for watch in scope.watches:
+                watch(statement)
 
     def push(self, scope: Scope) -> None:
         self._scopes.append(scope)

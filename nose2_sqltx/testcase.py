@@ -22,6 +22,7 @@ several connections that see each other's data) asks for them with
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
@@ -30,11 +31,12 @@ from sqlalchemy.orm import Session
 
 from .classdata import wrap_new_attributes
 from .isolation import IsolatedDatabase, active_database, is_running
+from .queries import QueryCount, QueryFilter, RepeatedQueries
 from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "QueryCount", "asks_real_commits", "wants_real_commits", "real_commits", "when_not_running",
+__all__ = ["DatabaseTest", "asks_real_commits", "wants_real_commits", "real_commits", "when_not_running",
            "database_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -96,35 +98,6 @@ class _Handle:
                     return self  # test loaders scan class attributes before the run
                 scope = active_database("DatabaseTest").current_scope
         return getattr(scope, self.name)
-
-
-class QueryCount:
-    """What ``assertNumQueries`` returns: a context manager (``with``, and
-    ``async with`` in an ``AsyncDatabaseTest``) that fails ``test`` unless
-    exactly ``num`` statements went through ``scope`` inside it."""
-
-    def __init__(self, test: Any, scope: Scope, num: int) -> None:
-        self.test = test
-        self.scope = scope
-        self.num = num
-        self.start = 0
-
-    def __enter__(self) -> None:
-        self.start = len(self.scope.queries)
-
-    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if kind is not None:
-            return  # the block's own error is the one to report
-        sent = self.scope.queries[self.start:]
-        if len(sent) != self.num:
-            listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(sent, 1))
-            self.test.fail(f"{len(sent)} queries sent, {self.num} expected" + (f":\n{listing}" if sent else ""))
-
-    async def __aenter__(self) -> None:
-        self.__enter__()
-
-    async def __aexit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        self.__exit__(kind)
 
 
 class DatabaseTest:
@@ -216,7 +189,7 @@ class DatabaseTest:
         try:
             return super()._callTestMethod(method)  # type: ignore[misc]
         except Exception as exc:
-            active_database("DatabaseTest").annotate(exc)
+            active_database("DatabaseTest").annotate(exc, self.__dict__.get("_sqltx_scope"))
             raise
 
     @property
@@ -228,8 +201,8 @@ class DatabaseTest:
         scope = self.__dict__.get("_sqltx_scope")
         return scope if scope is not None else active_database("DatabaseTest").current_scope
 
-    def assertNumQueries(self, num: int, func: Callable[..., Any] | None = None, /,
-                         *args: Any, **kwargs: Any) -> Any:
+    def assertNumQueries(self, num: int, func: Callable[..., Any] | None = None, /, *args: Any,
+                         matching: str | re.Pattern[str] | None = None, table: Any = None, **kwargs: Any) -> Any:
         """Fail unless exactly ``num`` statements are sent inside the block::
 
             with self.assertNumQueries(2):
@@ -238,11 +211,44 @@ class DatabaseTest:
         or, like Django, ``self.assertNumQueries(2, place_order, self.engine, 1)``.
         The failure lists the statements. Only SQL counts: commits and
         rollbacks, which nose2-sqltx maps onto savepoints, do not.
+        ``matching`` (a regular expression, case-insensitive) and ``table``
+        (a name, ``Table`` or mapped class: the statement names it after
+        FROM, JOIN, INTO or UPDATE) count only some statements:
+        ``self.assertNumQueries(1, matching=r"^INSERT", table=Order)``. Both
+        are the assertion's own, never passed on to ``func``.
         """
-        context = QueryCount(self, self._sqltx_current(), num)
+        return self._sqltx_block(QueryCount(self, self._sqltx_current(), num,
+                                            counted=QueryFilter(matching, table)), func, args, kwargs)
+
+    def assertMaxQueries(self, num: int, func: Callable[..., Any] | None = None, /, *args: Any,
+                         matching: str | re.Pattern[str] | None = None, table: Any = None, **kwargs: Any) -> Any:
+        """:meth:`assertNumQueries`, failing only above ``num``: a ceiling
+        for a page or an endpoint, which fewer statements do not break."""
+        return self._sqltx_block(QueryCount(self, self._sqltx_current(), num, at_most=True,
+                                            counted=QueryFilter(matching, table)), func, args, kwargs)
+
+    def assertNoRepeatedQueries(self, limit: int = 1, func: Callable[..., Any] | None = None, /, *args: Any,
+                                matching: str | re.Pattern[str] | None = None, table: Any = None,
+                                **kwargs: Any) -> Any:
+        """Fail when one statement, its values aside, is sent more than
+        ``limit`` times inside the block: the N+1 pattern (a lazy load for
+        each row of a list)::
+
+            with self.assertNoRepeatedQueries():
+                render_orders(self.session)
+
+        The failure prints each repeated statement with ``?`` for its
+        values, how often it ran, and the lines of the app (or the test)
+        that sent it. ``matching`` and ``table`` as in :meth:`assertNumQueries`.
+        """
+        return self._sqltx_block(RepeatedQueries(self, self._sqltx_current(), limit,
+                                                 counted=QueryFilter(matching, table)), func, args, kwargs)
+
+    def _sqltx_block(self, block: Any, func: Callable[..., Any] | None, args: tuple[Any, ...],
+                     kwargs: dict[str, Any]) -> Any:
         if func is None:
-            return context
-        with context:
+            return block
+        with block:
             return func(*args, **kwargs)
 
     def _sqltx_end_test(self, scope: Scope) -> None:

@@ -83,6 +83,13 @@ class TestSettings(unittest.TestCase):
             settings(create_database="sometimes")
         self.assertIn("[sqltx] create-database = sometimes: not a yes/no value", str(caught.exception))
 
+    def test_show_queries(self):
+        self.assertFalse(settings().show_queries)
+        self.assertTrue(settings(show_queries="true").show_queries)
+        with self.assertRaises(ConfigError) as caught:
+            settings(show_queries="always")
+        self.assertIn("[sqltx] show-queries = always: not a yes/no value", str(caught.exception))
+
     def test_schemas(self):
         self.assertEqual(settings().schemas, ())
         self.assertEqual(settings(schemas="billing, audit\n billing").schemas, ("billing", "audit"))
