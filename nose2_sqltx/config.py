@@ -49,7 +49,7 @@ KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
-    "durations", "schemas", "show-queries", "always-on",
+    "durations", "schemas", "show-queries", "check-migrations", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -79,6 +79,8 @@ KEY_HELP = {
     "schemas": "PostgreSQL: named schemas the app's tables use, each kept private to the run (default: those "
                "the metadata's tables name; with alembic, list them)",
     "show-queries": "a failed test's report ends with the SQL it sent (true/false)",
+    "check-migrations": "with alembic and metadata: the run starts only if the migrated schema matches the "
+                        "models (true/false)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -197,6 +199,7 @@ class Settings:
     ``allow_databases``   database names the production guard lets through anyway
     ``schemas``           named schemas the app's tables use, besides the metadata's (PostgreSQL)
     ``show_queries``      a failed test's report ends with the SQL it sent
+    ``check_migrations``  with ``alembic``: ``metadata`` is the models the migrated schema must match
     ====================  =======================================================
     """
 
@@ -221,6 +224,7 @@ class Settings:
     allow_databases: tuple[str, ...] = ()
     schemas: tuple[str, ...] = ()
     show_queries: bool = False
+    check_migrations: bool = False
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -275,10 +279,18 @@ class Settings:
         keep, keep_source = with_env("keep-server", "false")
         metadata = _parse_paths("metadata", values.get("metadata", []))
         alembic = one("alembic", "") or None
-        if alembic is not None and metadata:
+        check_migrations = _parse_bool("check-migrations", one("check-migrations", "false"))
+        if check_migrations and (alembic is None or not metadata):
+            raise ConfigError(
+                "check-migrations", "true", "needs alembic (the migrations that build the schema) and metadata "
+                f"(the models to compare it with); {'alembic' if alembic is None else 'metadata'} is not set",
+                "Set both, or remove check-migrations",
+            )
+        if alembic is not None and metadata and not check_migrations:
             raise ConfigError(
                 "alembic", alembic, "is set together with metadata",
-                "The schema comes from one of them: keep alembic (migrations) or metadata (create_all), not both",
+                "The schema comes from one of them: keep alembic (migrations) or metadata (create_all), not both; "
+                "or set check-migrations = true to build it with alembic and compare it with the metadata",
             )
         if alembic is not None and not os.path.isfile(alembic):
             raise ConfigError(
@@ -309,6 +321,7 @@ class Settings:
             allow_databases=tuple(allow_raw.replace(",", " ").split()),
             schemas=_parse_schemas(values.get("schemas", []), url),
             show_queries=_parse_bool("show-queries", one("show-queries", "false")),
+            check_migrations=check_migrations,
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

@@ -20,6 +20,7 @@ __all__ = [
     "DatabaseUnavailableError",
     "ConnectionLostError",
     "SetupError",
+    "MigrationDriftError",
     "TransactionEndedError",
     "ImplicitCommitError",
     "SharedTransactionError",
@@ -198,6 +199,22 @@ class SetupError(SqltxError):
         self.step = step
         self.reason = reason
         super().__init__(f"{step} failed: {reason}")
+
+
+class MigrationDriftError(SetupError):
+    """``check-migrations``: the schema the migrations built and the models
+    disagree. ``differences`` says how, one line each."""
+
+    def __init__(self, alembic: str, differences: list[str]) -> None:
+        self.alembic = alembic
+        self.differences = differences
+        listing = "".join(f"\n  - {line}" for line in differences)
+        super().__init__(
+            "checking the migrations against the models (check-migrations)",
+            f"the schema that {alembic}'s migrations built differs from the models in {len(differences)} "
+            f"place(s):{listing}\nWrite the migration the models need (alembic revision --autogenerate), or "
+            "change the models to match the migrations",
+        )
 
 
 class TransactionEndedError(SqltxError):

@@ -145,7 +145,11 @@ class IsolatedDatabase:
     Flask-SQLAlchemy ``db`` objects, by name, pointed at the run for its
     duration (see :mod:`nose2_sqltx.redirect`).
     ``alembic``: an alembic.ini whose ``upgrade head`` makes the schema, on
-    the run's connection, instead of ``metadata``.
+    the run's connection, instead of ``metadata``; ``models``: MetaData the
+    migrated schema must match (its default schema's tables), else the start
+    fails with :class:`~nose2_sqltx.errors.MigrationDriftError`.
+    ``show_queries``: a test's error gets the SQL its scope sent, as a note
+    (:meth:`annotate`).
     ``reset_sequences``: every scope (test, class) starts from the sequence
     values its enclosing scope started its first child with, and they are put
     back when it ends, so that ids are the same whatever ran before
@@ -182,6 +186,7 @@ class IsolatedDatabase:
         reset_sequences: bool = False,
         schemas: Sequence[str] = (),
         show_queries: bool = False,
+        models: Sequence[Any] = (),
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -207,7 +212,7 @@ class IsolatedDatabase:
         #: whose changes would outlive the test
         self.outside_tests: str | None = None
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
-                        alembic=alembic, fixtures=fixtures)
+                        alembic=alembic, fixtures=fixtures, models=[as_metadata(m) for m in models])
         if schema is None and (parallel or self.backend.private_runs):
             schema = new_run_name()
         #: the run's own namespace, if it has one

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, MetaData, delete, event, inspect
 from sqlalchemy.exc import SQLAlchemyError
 
 from .dialects import Backend
+from .drift import check_drift
 from .errors import ConfigError, SetupError, UnsupportedObjectError
 from .messages import exception_chain, first_line, where_raised
 
@@ -68,11 +69,14 @@ class Schema:
     tables; ``fixtures`` are called, in order, with the connection after them."""
 
     def __init__(self, backend: Backend, masked_url: str, *, metadata: Sequence[MetaData] = (),
-                 alembic: str | None = None, fixtures: Sequence[Fixture] = ()) -> None:
+                 alembic: str | None = None, fixtures: Sequence[Fixture] = (),
+                 models: Sequence[MetaData] = ()) -> None:
         self.backend = backend
         self.masked_url = masked_url
         self.metadata = list(metadata)
         self.alembic = alembic
+        #: check-migrations: what the migrated schema must match (see :mod:`nose2_sqltx.drift`)
+        self.models = list(models)
         self.fixtures = list(fixtures)
         self._created: list[str] = []
         #: the tables built in the run's stand-ins for named schemas, as (schema, table)
@@ -135,6 +139,8 @@ class Schema:
             if self.alembic is not None:
                 with _schemas_made_as_stand_ins(conn):
                     self._alembic_upgrade(conn, self.alembic)
+                if self.models:
+                    check_drift(conn, self.models, self.alembic)
             conn.commit()
         except SQLAlchemyError as exc:
             reason = first_line(exc)

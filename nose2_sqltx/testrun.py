@@ -31,7 +31,9 @@ def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int
     the database is the run's own throwaway server (the production guard
     has nothing to protect)."""
     return IsolatedDatabase(
-        url, metadata=loaded.metadata, fixtures=loaded.fixtures, redirect=loaded.redirect, parallel=parallel,
+        url, metadata=() if settings.check_migrations else loaded.metadata,
+        models=loaded.metadata if settings.check_migrations else (), fixtures=loaded.fixtures,
+        redirect=loaded.redirect, parallel=parallel,
         create_database=settings.create_database, alembic=settings.alembic,
         allow_databases=settings.allow_databases, trusted=trusted,
         lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,

@@ -119,6 +119,21 @@ class TestAlembic(FunctionalTest):
         self.assertRan(run, 3)
         self.assertIn("schema (2 tables)", run.stderr)  # sqltx_shelf and alembic_version
 
+    @each_target("postgresql+psycopg2", "mysql+pymysql")
+    def test_migrations_checked_against_the_models(self, target):
+        run = self.run_scenario("alembic_drift", target=target)
+        self.assertRan(run, 1)
+        run = self.run_scenario("alembic_drift/drifted", target=target, expect=2)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            "nose2-sqltx: error: checking the migrations against the models (check-migrations) failed: the schema "
+            "that ../../alembic_schema/alembic.ini's migrations built differs from the models in 4 place(s):",
+            "  - table sqltx_book: in the models, not made by the migrations",
+            "  - column sqltx_shelf.colour: in the models, not made by the migrations",
+            "  - column sqltx_shelf.label: type VARCHAR(50) after the migrations, VARCHAR(80) in the models",
+            "  - column sqltx_shelf.position: made by the migrations, not in the models",
+            "Write the migration the models need (alembic revision --autogenerate), or change the models to match "
+            "the migrations"])
+
     def test_an_env_py_that_connects_by_itself_is_stopped(self):
         run = self.run_scenario("alembic_badenv", expect=2)
         self.assertEqual(run.stderr.strip().splitlines(), [

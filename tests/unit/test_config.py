@@ -90,6 +90,18 @@ class TestSettings(unittest.TestCase):
             settings(show_queries="always")
         self.assertIn("[sqltx] show-queries = always: not a yes/no value", str(caught.exception))
 
+    def test_check_migrations(self):
+        checked = settings(alembic=__file__, metadata="app:Base", check_migrations="true")
+        self.assertTrue(checked.check_migrations)
+        for keys, missing in (({"metadata": "app:Base"}, "alembic"), ({"alembic": __file__}, "metadata")):
+            with self.subTest(missing=missing), self.assertRaises(ConfigError) as caught:
+                settings(check_migrations="true", **keys)
+            self.assertIn("[sqltx] check-migrations = true: needs alembic (the migrations that build the schema) "
+                          f"and metadata (the models to compare it with); {missing} is not set", str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            settings(alembic=__file__, metadata="app:Base")
+        self.assertIn("or set check-migrations = true", str(caught.exception))
+
     def test_schemas(self):
         self.assertEqual(settings().schemas, ())
         self.assertEqual(settings(schemas="billing, audit\n billing").schemas, ("billing", "audit"))
