@@ -27,6 +27,7 @@ from .errors import (
     SetupError,
     SharedTransactionError,
     SqltxError,
+    StrayAccessError,
     TransactionEndedError,
     UnsafeDatabaseError,
     UnsupportedObjectError,
@@ -36,7 +37,7 @@ from .isolation import IsolatedDatabase, current
 from .leaks import unwatched
 from .scopes import Scope
 from .server import TemporaryPostgres
-from .testcase import DatabaseTest, real_commits
+from .testcase import DatabaseTest, allow_database, real_commits
 from .unittest_run import install as _install_unittest_opener
 
 # Under plain `python -m unittest` the first DatabaseTest class opens the run
@@ -51,6 +52,7 @@ __all__ = [
     "TemporaryPostgres",
     "current",
     "real_commits",
+    "allow_database",
     "unwatched",
     "SqltxError",
     "ConfigError",
@@ -70,6 +72,7 @@ __all__ = [
     "ForkedProcessError",
     "LockWaitError",
     "LeakError",
+    "StrayAccessError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",

@@ -49,7 +49,8 @@ KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
-    "durations", "schemas", "show-queries", "check-migrations", "always-on",
+    "durations", "schemas", "show-queries", "check-migrations", "only-database-tests",
+    "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -81,6 +82,8 @@ KEY_HELP = {
     "show-queries": "a failed test's report ends with the SQL it sent (true/false)",
     "check-migrations": "with alembic and metadata: the run starts only if the migrated schema matches the "
                         "models (true/false)",
+    "only-database-tests": "a test that is not a DatabaseTest (nor marked @allow_database) fails when it uses "
+                           "the database (true/false)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -200,6 +203,7 @@ class Settings:
     ``schemas``           named schemas the app's tables use, besides the metadata's (PostgreSQL)
     ``show_queries``      a failed test's report ends with the SQL it sent
     ``check_migrations``  with ``alembic``: ``metadata`` is the models the migrated schema must match
+    ``only_database_tests``  tests that are not DatabaseTests may not use the database
     ====================  =======================================================
     """
 
@@ -225,6 +229,7 @@ class Settings:
     schemas: tuple[str, ...] = ()
     show_queries: bool = False
     check_migrations: bool = False
+    only_database_tests: bool = False
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -322,6 +327,7 @@ class Settings:
             schemas=_parse_schemas(values.get("schemas", []), url),
             show_queries=_parse_bool("show-queries", one("show-queries", "false")),
             check_migrations=check_migrations,
+            only_database_tests=_parse_bool("only-database-tests", one("only-database-tests", "false")),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

@@ -28,6 +28,7 @@ __all__ = [
     "ForkedProcessError",
     "LockWaitError",
     "LeakError",
+    "StrayAccessError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",
@@ -406,6 +407,29 @@ class LeakError(SqltxError):
             "connection, wrap its engine in nose2_sqltx.unwatched(engine)"
         )
 
+
+
+class StrayAccessError(LeakError):
+    """With ``only-database-tests``, a test that is not a ``DatabaseTest``
+    (and not marked ``@allow_database``) sent ``statement`` through
+    ``engine`` (``names``: where it lives); it was refused before it ran.
+    ``test`` is the test's id."""
+
+    def __init__(self, test: str, statement: str, engine: str, names: tuple[str, ...] = ()) -> None:
+        self.test = test
+        self.statement = statement
+        self.engine = engine
+        self.names = names
+        self.refused = True
+        self.reported = False
+        known = f" ({', '.join(names)})" if names else ""
+        SqltxError.__init__(
+            self,
+            f"{test} is not a DatabaseTest, and it sent {statement!r} through {engine}{known}; it was refused: "
+            "with only-database-tests in [sqltx], only DatabaseTest classes use the database. Make the class a "
+            "DatabaseTest, mark it (or the test) with @nose2_sqltx.allow_database, or keep the database out of "
+            "this test",
+        )
 
 class DatabaseChangedError(SqltxError):
     """At the end of the run, the database's tables or schemas differ from its start.

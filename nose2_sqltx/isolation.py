@@ -53,12 +53,13 @@ from .errors import (
     LeakError,
     NotActiveError,
     SetupError,
+    StrayAccessError,
     TransactionEndedError,
     UnsupportedObjectError,
     UntranslatedSchemaError,
 )
 from .handles import Handles
-from .leaks import LeakWatch
+from .leaks import LeakWatch, names_of
 from .messages import PREFIX, mask_url, short_sql
 from .queries import queries_note
 from .redirect import Redirection
@@ -236,6 +237,12 @@ class IsolatedDatabase:
         cursor_setups: dict[Any, Callable[[Any], None]] = {}
 
         def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
+            stray = scopes.innermost_if_open()
+            if stray is not None and stray.stray is not None:
+                refused = StrayAccessError(stray.stray, short_sql(statement), mask_url(conn.engine.url),
+                                           names_of(conn.engine))
+                stray.stray_error = stray.stray_error or refused
+                raise refused
             if tables.untranslated is not None and self._is_run_connection(conn.engine):
                 name = tables.untranslated(statement)
                 if name is not None:
@@ -457,7 +464,7 @@ class IsolatedDatabase:
 
     # -- scopes --------------------------------------------------------------
     def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
-                    reset_sequences: bool | None = None) -> Scope:
+                    reset_sequences: bool | None = None, stray: str | None = None) -> Scope:
         """Open a nested scope (a savepoint) and return it.
 
         ``setup``, if given, is called now and called again if the run has to
@@ -473,6 +480,11 @@ class IsolatedDatabase:
 
         ``reset_sequences``: this scope's sequences are put back when it ends
         (None: as the database was made, see ``reset_sequences`` there).
+
+        ``stray``: the id of a test that may not use the database
+        (``only-database-tests``): every statement in the scope is refused
+        with :class:`~nose2_sqltx.errors.StrayAccessError`, and the scope's
+        end raises it if the test's result does not carry it already.
         """
         run = self._started()
         if run.lost is not None:
@@ -482,6 +494,7 @@ class IsolatedDatabase:
         mode = run.mode
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
+        scope.stray = stray
         if (self.reset_sequences if reset_sequences is None else reset_sequences) and not mode.real_commits:
             scopes = self._parts.scopes
             self._sequences.begin(scope, scopes.innermost, scopes.outermost.connection,
@@ -537,6 +550,10 @@ class IsolatedDatabase:
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
             raise leak
+        stray = scope.stray_error
+        if stray is not None and not stray.reported:
+            stray.reported = True  # (the test swallowed it)
+            raise stray
         if run.refresh_if_grown():
             self.refreshes += 1
 

@@ -44,7 +44,7 @@ from .messages import PREFIX
 from .scopes import Scope
 from .sharding import ShardRun, unit_of_nodeid
 from .signals import StopSignals
-from .testcase import DatabaseTest, wants_real_commits, when_not_running
+from .testcase import DatabaseTest, allows_database, wants_real_commits, when_not_running
 from .testrun import TestRun
 
 __unittest = True
@@ -279,7 +279,9 @@ class SqltxPytest:
             yield None
             return
         real = wants_real_commits(request.node.cls, getattr(request.node, "obj", None))
-        scope = database.begin_scope(real_commits=real)
+        blocked = self.settings.only_database_tests and not allows_database(request.node.cls,
+                                                                           getattr(request.node, "obj", None))
+        scope = database.begin_scope(real_commits=real, stray=request.node.nodeid if blocked else None)
         try:
             yield scope
         finally:

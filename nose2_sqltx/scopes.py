@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from .errors import AsyncDriverRequiredError, NotActiveError, ScopeEndedError
+from .errors import AsyncDriverRequiredError, NotActiveError, ScopeEndedError, StrayAccessError
 from .redirect import Redirection
 
 if TYPE_CHECKING:
@@ -97,6 +97,10 @@ class Scope:
         self.queries: list[str] = []
         #: called with each statement as it is logged (``assertNoRepeatedQueries`` blocks)
         self.watches: list[Callable[[str], None]] = []
+        #: only-database-tests: the id of the test (not a DatabaseTest) whose
+        #: statements this scope refuses, and the first refusal
+        self.stray: str | None = None
+        self.stray_error: StrayAccessError | None = None
         #: how many of :attr:`queries` the scope's setup sent
         self.after_setup = 0
         #: where the leak watch stood when the scope opened
@@ -230,6 +234,10 @@ class ScopeStack:
         if not self._scopes:
             raise NotActiveError("this IsolatedDatabase (it is not started)")
         return self._scopes[-1]
+
+    def innermost_if_open(self) -> Scope | None:
+        """The innermost scope, if any is open."""
+        return self._scopes[-1] if self._scopes else None
 
     @property
     def inner(self) -> list[Scope]:

@@ -36,7 +36,8 @@ from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "asks_real_commits", "wants_real_commits", "real_commits", "when_not_running",
+__all__ = ["DatabaseTest", "allow_database", "allows_database", "asks_real_commits", "wants_real_commits",
+           "real_commits", "when_not_running",
            "database_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,6 +68,20 @@ def real_commits(test: F) -> F:
     """Decorator: this test really commits (see ``DatabaseTest.real_commits``)."""
     test._sqltx_real_commits = True  # type: ignore[attr-defined]
     return test
+
+
+def allow_database(test: F) -> F:
+    """Decorator for a test class or test that is not a ``DatabaseTest``:
+    it may use the database although ``only-database-tests`` is set (each
+    of its tests in a scope of its own, rolled back after it)."""
+    test._sqltx_allow_database = True  # type: ignore[attr-defined]
+    return test
+
+
+def allows_database(cls: type | None, function: Any) -> bool:
+    """Whether a test that is not a ``DatabaseTest`` (its class, if any, and
+    its function) is marked with :func:`allow_database`."""
+    return bool(getattr(cls, "_sqltx_allow_database", False) or getattr(function, "_sqltx_allow_database", False))
 
 
 def asks_real_commits(test: Any) -> bool:

@@ -75,6 +75,10 @@ def open_run(what: str) -> IsolatedDatabase:
             print(f"{PREFIX}: warning: shard {settings.shard} (from {settings.shard.source}) is not taken: "
                   "python -m unittest has no hook to choose the tests it runs, so this process runs all it was "
                   "given; run the shards under nose2 or pytest", file=sys.stderr)
+        if settings.only_database_tests:
+            print(f"{PREFIX}: warning: only-database-tests is not applied: python -m unittest calls nothing around "
+                  "a test that is not a DatabaseTest, so such a test cannot be told apart; run the suite under nose2 "
+                  "or pytest to have it checked", file=sys.stderr)
         run = TestRun(settings)
         _State.signals.install()
         database = run.start(async_tests=_async_test_class())
