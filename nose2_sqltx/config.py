@@ -50,7 +50,7 @@ KEYS = (
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
     "durations", "schemas", "show-queries", "check-migrations", "only-database-tests",
-    "always-on",
+    "flask-session", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
@@ -84,6 +84,8 @@ KEY_HELP = {
                         "models (true/false)",
     "only-database-tests": "a test that is not a DatabaseTest (nor marked @allow_database) fails when it uses "
                            "the database (true/false)",
+    "flask-session": "Flask-SQLAlchemy's db.session: app-context (one Session per app context, the default) or "
+                     "test (one Session per test)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -147,6 +149,17 @@ def _parse_duration(key: str, raw: str) -> int:
     return ms
 
 
+#: what ``flask-session`` takes
+FLASK_SESSION_SCOPES = ("app-context", "test")
+
+
+def _parse_choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(key, raw, "is not one of " + ", ".join(choices), f"Write {' or '.join(choices)}")
+    return value
+
+
 def _parse_bool(key: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE:
@@ -204,6 +217,7 @@ class Settings:
     ``show_queries``      a failed test's report ends with the SQL it sent
     ``check_migrations``  with ``alembic``: ``metadata`` is the models the migrated schema must match
     ``only_database_tests``  tests that are not DatabaseTests may not use the database
+    ``flask_session``     ``app-context`` or ``test``: what a Flask-SQLAlchemy ``db.session`` is scoped to
     ====================  =======================================================
     """
 
@@ -230,6 +244,7 @@ class Settings:
     show_queries: bool = False
     check_migrations: bool = False
     only_database_tests: bool = False
+    flask_session: str = "app-context"
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -328,6 +343,7 @@ class Settings:
             show_queries=_parse_bool("show-queries", one("show-queries", "false")),
             check_migrations=check_migrations,
             only_database_tests=_parse_bool("only-database-tests", one("only-database-tests", "false")),
+            flask_session=_parse_choice("flask-session", one("flask-session", "app-context"), FLASK_SESSION_SCOPES),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

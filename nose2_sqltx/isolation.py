@@ -150,7 +150,9 @@ class IsolatedDatabase:
     migrated schema must match (its default schema's tables), else the start
     fails with :class:`~nose2_sqltx.errors.MigrationDriftError`.
     ``show_queries``: a test's error gets the SQL its scope sent, as a note
-    (:meth:`annotate`).
+    (:meth:`annotate`). ``flask_session``: ``"test"`` gives a redirected
+    Flask-SQLAlchemy ``db`` one Session per test instead of one per app
+    context (see :class:`~nose2_sqltx.redirect.Redirection`).
     ``reset_sequences``: every scope (test, class) starts from the sequence
     values its enclosing scope started its first child with, and they are put
     back when it ends, so that ids are the same whatever ran before
@@ -188,6 +190,7 @@ class IsolatedDatabase:
         schemas: Sequence[str] = (),
         show_queries: bool = False,
         models: Sequence[Any] = (),
+        flask_session: str = "app-context",
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -197,7 +200,7 @@ class IsolatedDatabase:
         self._sequences = SequenceReset(self.backend)
         if reset_sequences:
             self._sequences.check()
-        self.redirection = Redirection(redirect or {})
+        self.redirection = Redirection(redirect or {}, flask_session=flask_session)
         self.allow_databases = tuple(allow_databases)
         self.trusted = trusted
         self.lock_timeout_ms = lock_timeout_ms

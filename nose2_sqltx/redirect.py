@@ -20,9 +20,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, scoped_session, sessionmaker
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import ScopedRegistry
 
 from .connect_setup import ConnectSetup, own_connect_listeners
-from .errors import UnsupportedObjectError
+from .errors import ConfigError, UnsupportedObjectError
 
 __unittest = True
 
@@ -160,10 +161,16 @@ class Redirection:
     one back as it was. Between scopes, :meth:`end_scope` resets the
     sessions that scoped registries handed out during the scope, so that no
     test sees another's identity map.
+
+    ``flask_session``: ``"app-context"`` (Flask-SQLAlchemy's own scope: a
+    Session per app context, as in production) or ``"test"`` (one Session
+    for every app context of a test, which the end of an app context does
+    not close: the scope of pytest-flask-sqlalchemy and of harnesses like it).
     """
 
-    def __init__(self, objects: Mapping[str, Any]) -> None:
+    def __init__(self, objects: Mapping[str, Any], *, flask_session: str = "app-context") -> None:
         self.objects = dict(objects)
+        self.flask_session = flask_session
         self._swaps: dict[int, _EngineSwap] = {}
         #: called with the dialect of an engine that keeps its own, as it is pointed at the target
         self.on_own_dialect: Callable[[Any], None] | None = None
@@ -173,6 +180,8 @@ class Redirection:
         self._factories: list[tuple[sessionmaker[Any], dict[str, Any]]] = []
         self._registries: list[scoped_session[Any]] = []
         self._flask: list[Any] = []
+        #: flask-session = test: each db.session and the registry it had
+        self._flask_registries: list[tuple[Any, Any]] = []
         self._target: Engine | None = None
         self._collected = False
         self._marks: list[dict[int, tuple[Session, set[Any]]]] = []
@@ -181,6 +190,9 @@ class Redirection:
                 raise UnsupportedObjectError(name, type(obj).__name__, "an Engine, sessionmaker, scoped_session, "
                                              "Flask-SQLAlchemy db, AsyncEngine, async_sessionmaker or "
                                              "async_scoped_session")
+        if flask_session == "test" and not any(is_flask_sqlalchemy(obj) for obj in self.objects.values()):
+            raise ConfigError("flask-session", flask_session, "no Flask-SQLAlchemy db is named under sessions",
+                              "Name the app's db under sessions (sessions = myapp:db), or remove flask-session")
 
     @property
     def engines(self) -> list[Engine]:
@@ -277,6 +289,13 @@ class Redirection:
 
         # An instance attribute shadows the method until restore() deletes it.
         db._make_engine = _make_engine
+        if self.flask_session == "test":
+            # One key for every app context, and the teardown of an app
+            # context (db.session.remove()) no longer ends the test's Session:
+            # the end of the test's scope closes it (end_scope).
+            self._flask_registries.append((db.session, db.session.registry))
+            db.session.registry = ScopedRegistry(db.session.registry.createfunc, _one_session_per_test)
+            db.session.remove = _kept
         self._flask.append(db)
 
     def restore(self) -> None:
@@ -284,6 +303,10 @@ class Redirection:
         self._close_sessions(keep=None)
         for db in self._flask:
             db.__dict__.pop("_make_engine", None)
+        for session, registry in self._flask_registries:
+            session.registry = registry
+            session.__dict__.pop("remove", None)
+        self._flask_registries.clear()
         for factory, saved in self._factories:
             factory.kw.clear()
             factory.kw.update(saved)
@@ -329,6 +352,14 @@ class Redirection:
         for registry in self._registries:
             for session, _ in _held(registry):
                 yield session
+
+
+def _one_session_per_test() -> str:
+    return "nose2-sqltx: the test's session"
+
+
+def _kept() -> None:
+    """``db.session.remove()`` with ``flask-session = test``: the test's scope ends the Session."""
 
 
 def _bind_for(factory: Any, target: Engine) -> Any:

@@ -106,6 +106,28 @@ class TestFlaskExample(FunctionalTest):
         self.assertDatabaseUnchanged()
 
 
+class TestFlaskSessionScope(FunctionalTest):
+    """flask-session: db.session per app context (the default, as in
+    production) or per test, with code under test that pushes an app
+    context of its own (a job callback)."""
+
+    def test_a_session_per_app_context_by_default(self):
+        run = self.run_scenario("flask_scope")
+        self.assertRan(run, 3)
+        self.assertIn("OK", run.stderr)
+
+    def test_one_session_per_test(self):
+        run = self.run_scenario("flask_scope/per_test", "jobs_per_test")
+        self.assertRan(run, 3)
+        self.assertIn("OK", run.stderr)
+
+    def test_without_a_flask_db_it_is_one_line(self):
+        run = self.run_scenario("flask_scope/no_db", expect=2)
+        self.assertEqual(run.stderr.strip().splitlines(), [
+            "nose2-sqltx: error: [sqltx] flask-session = test: no Flask-SQLAlchemy db is named under sessions. "
+            "Name the app's db under sessions (sessions = myapp:db), or remove flask-session"])
+
+
 class TestFactoryBoy(FunctionalTest):
     def test_factories_on_the_current_session(self):
         run = self.run_scenario("factories")

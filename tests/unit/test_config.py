@@ -102,6 +102,13 @@ class TestSettings(unittest.TestCase):
             settings(alembic=__file__, metadata="app:Base")
         self.assertIn("or set check-migrations = true", str(caught.exception))
 
+    def test_flask_session(self):
+        self.assertEqual(settings().flask_session, "app-context")
+        self.assertEqual(settings(flask_session="Test").flask_session, "test")
+        with self.assertRaises(ConfigError) as caught:
+            settings(flask_session="request")
+        self.assertIn("[sqltx] flask-session = request: is not one of app-context, test", str(caught.exception))
+
     def test_schemas(self):
         self.assertEqual(settings().schemas, ())
         self.assertEqual(settings(schemas="billing, audit\n billing").schemas, ("billing", "audit"))
