@@ -29,6 +29,7 @@ __all__ = [
     "LockWaitError",
     "LeakError",
     "StrayAccessError",
+    "ThreadOutlivedTestError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",
@@ -407,6 +408,21 @@ class LeakError(SqltxError):
             "connection, wrap its engine in nose2_sqltx.unwatched(engine)"
         )
 
+
+
+class ThreadOutlivedTestError(SqltxError):
+    """A thread started during ``test`` (a test's or a class's scope) sent a
+    statement after that scope ended; it was refused. ``thread`` is its name."""
+
+    def __init__(self, thread: str, test: str) -> None:
+        self.thread = thread
+        self.test = test
+        super().__init__(
+            f"thread {thread!r}, started during {test}, used the database after that test ended; the statement "
+            "was refused, since it would have run in another test's transaction. Stop the thread before its test "
+            "ends (server.shutdown() and thread.join() in tearDown or addCleanup), or start it before the run "
+            "(at import) if it serves every test"
+        )
 
 
 class StrayAccessError(LeakError):

@@ -70,6 +70,7 @@ from .schema import Fixture, Schema, as_metadata
 from .scopes import After, Scope, ScopeStack
 from .sequences import SequenceReset
 from .server import is_throwaway
+from .threadwatch import ThreadWatch
 
 __unittest = True
 
@@ -239,7 +240,10 @@ class IsolatedDatabase:
         # the cursor set-up of app dialects kept by redirection (see Backend.cursor_setup)
         cursor_setups: dict[Any, Callable[[Any], None]] = {}
 
+        threads = ThreadWatch()
+
         def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
+            threads.check()
             stray = scopes.innermost_if_open()
             if stray is not None and stray.stray is not None:
                 refused = StrayAccessError(stray.stray, short_sql(statement), mask_url(conn.engine.url),
@@ -264,6 +268,7 @@ class IsolatedDatabase:
                 cursor_setups[dialect] = setup
 
         self.redirection.on_own_dialect = own_dialect
+        self._threads = threads
         self._parts = RunParts(
             database=self, backend=self.backend, schema=tables, scopes=scopes, redirection=self.redirection,
             watch=LeakWatch(is_run_engine=self._is_run_engine, log=log), handles=handles,
@@ -498,6 +503,9 @@ class IsolatedDatabase:
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
         scope.stray = stray
+        if stray is not None:
+            scope.label = stray
+        scope.threads_before = self._threads.mark()
         if (self.reset_sequences if reset_sequences is None else reset_sequences) and not mode.real_commits:
             scopes = self._parts.scopes
             self._sequences.begin(scope, scopes.innermost, scopes.outermost.connection,
@@ -537,6 +545,7 @@ class IsolatedDatabase:
                 return
             raise run.lost
         mode = run.mode
+        self._threads.scope_ended(scope.threads_before, scope.label)
         self._parts.handles.reset()  # the scope's rollback undoes all its handles' work
         with mode.quiet():
             scopes.pop_through(scope)

@@ -207,8 +207,10 @@ class SqltxPlugin(Plugin):
             function = getattr(test, "_testFunc", None) or getattr(test, getattr(test, "_testMethodName", ""), None)
             blocked = self.settings.only_database_tests and not allows_database(type(test), function)
             try:
-                self._plain[id(test)] = self.database.begin_scope(real_commits=asks_real_commits(test),
-                                                                  stray=test.id() if blocked else None)
+                scope = self.database.begin_scope(real_commits=asks_real_commits(test),
+                                                  stray=test.id() if blocked else None)
+                scope.label = test.id()
+                self._plain[id(test)] = scope
             except Exception:  # noqa: BLE001 - the test's error, whatever it is
                 event.result.addError(event.test, _short_exc_info())
 

@@ -282,6 +282,7 @@ class SqltxPytest:
         blocked = self.settings.only_database_tests and not allows_database(request.node.cls,
                                                                            getattr(request.node, "obj", None))
         scope = database.begin_scope(real_commits=real, stray=request.node.nodeid if blocked else None)
+        scope.label = request.node.nodeid
         try:
             yield scope
         finally:

@@ -94,10 +94,6 @@ class _EngineSwap:
         #: whether the run's connection was made with this engine's setup (:mod:`nose2_sqltx.connect_setup`)
         self.carried = False
 
-    @property
-    def keeps_dialect(self) -> bool:
-        return self.engine.dialect is self.saved["dialect"]
-
     def set_aside(self, target: Engine) -> list[str]:
         """The app's options that cannot apply on the target's one shared
         connection (for the run's report)."""
@@ -233,9 +229,14 @@ class Redirection:
             self._reported.add(id(swap))
             for option in swap.set_aside(target):
                 self.set_aside.append(f"{self._name(swap.engine)} {option}")
+        own = swap.saved["dialect"]
+        if type(own) is type(target.dialect) and self.on_own_dialect is not None:
+            # Before point(): the connection it opens to initialize the dialect
+            # (an engine made during the run) ends with a rollback, which the
+            # run's handles must see through this dialect, or the lock its
+            # event takes is never given back and other threads wait forever.
+            self.on_own_dialect(own)
         swap.point(target)
-        if swap.keeps_dialect and self.on_own_dialect is not None:
-            self.on_own_dialect(swap.engine.dialect)
 
     def _name(self, engine: Engine) -> str:
         for name, obj in self.objects.items():

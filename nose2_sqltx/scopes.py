@@ -101,6 +101,10 @@ class Scope:
         #: statements this scope refuses, and the first refusal
         self.stray: str | None = None
         self.stray_error: StrayAccessError | None = None
+        #: what the scope is, for messages (the test's id, the class's name); set by the runner or DatabaseTest
+        self.label = f"scope {depth}"
+        #: the threads alive when the scope opened (see :mod:`nose2_sqltx.threadwatch`)
+        self.threads_before: frozenset[Any] = frozenset()
         #: how many of :attr:`queries` the scope's setup sent
         self.after_setup = 0
         #: where the leak watch stood when the scope opened

@@ -171,6 +171,7 @@ class DatabaseTest:
         # tearDownClass override forgets super() or setUpClass fails later.
         scope = database.begin_scope(setup=cls._sqltx_set_up_test_data, real_commits=cls.real_commits,
                                      reset_sequences=cls.reset_sequences)
+        scope.label = f"{cls.__module__}.{cls.__qualname__}'s class set-up"
         cls._sqltx_class_scope = scope
         cls.addClassCleanup(cls._sqltx_end_class, scope)  # type: ignore[attr-defined]
 
@@ -191,6 +192,7 @@ class DatabaseTest:
         database = active_database("DatabaseTest")
         # (the class's own real_commits is its scope's already)
         scope = database.begin_scope(real_commits=asks_real_commits(self), reset_sequences=self.reset_sequences)
+        scope.label = self.id()  # type: ignore[attr-defined]
         self.__dict__["_sqltx_scope"] = scope
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]

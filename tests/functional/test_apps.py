@@ -94,7 +94,7 @@ class TestFlaskExample(FunctionalTest):
     def test_the_bookshop_example_passes_and_leaves_nothing(self):
         proc = self.run_example()
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertIn("Ran 8 tests", proc.stderr)
+        self.assertIn("Ran 11 tests", proc.stderr)
         self.assertIn("OK", proc.stderr)
         self.assertIn("schema (2 tables)", proc.stderr)
         self.assertDatabaseUnchanged()
@@ -102,8 +102,19 @@ class TestFlaskExample(FunctionalTest):
     def test_the_example_in_parallel_workers(self):
         proc = self.run_example(*MP)
         self.assertEqual(proc.returncode, 0, proc.stderr)
-        self.assertIn("Ran 8 tests", proc.stderr)
+        self.assertIn("Ran 11 tests", proc.stderr)
         self.assertDatabaseUnchanged()
+
+
+class TestLiveThreads(FunctionalTest):
+    """A thread that outlives the test that started it is refused the
+    database; the next test sees none of its work."""
+
+    @each_target()
+    def test_a_thread_that_outlives_its_test(self, target):
+        run = self.run_scenario("live_threads", target=target)
+        self.assertRan(run, 4)
+        self.assertIn("OK", run.stderr)
 
 
 class TestFlaskSessionScope(FunctionalTest):

@@ -135,7 +135,7 @@ class TestXdist(FunctionalTest):
 class TestExamplesUnderEveryRunner(FunctionalTest):
     """The README's examples pass under every runner, on the test server and on a throwaway one."""
 
-    EXAMPLES: ClassVar = {"demo": ("psycopg2", 7), "bookshop": ("psycopg2", 8), "fastapi_app": ("asyncpg", 7)}
+    EXAMPLES: ClassVar = {"demo": ("psycopg2", 7), "bookshop": ("psycopg2", 11), "fastapi_app": ("asyncpg", 7)}
 
     def run_example(self, name: str, runner: str, **env: str) -> Run:
         proc = subprocess.run([sys.executable, "-m", *RUNNERS[runner], "-v"], cwd=ROOT / "examples" / name,
