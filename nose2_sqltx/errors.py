@@ -409,7 +409,6 @@ class LeakError(SqltxError):
         )
 
 
-
 class ThreadOutlivedTestError(SqltxError):
     """A thread started during ``test`` (a test's or a class's scope) sent a
     statement after that scope ended; it was refused. ``thread`` is its name."""
