@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from .classdata import wrap_new_attributes
 from .isolation import IsolatedDatabase, active_database, is_running
+from .oncommit import CommitCallbacks
 from .queries import QueryCount, QueryFilter, RepeatedQueries
 from .scopes import Scope
 
@@ -260,6 +261,21 @@ class DatabaseTest:
         """
         return self._sqltx_block(RepeatedQueries(self, self._sqltx_current(), limit,
                                                  counted=QueryFilter(matching, table)), func, args, kwargs)
+
+    def captureOnCommitCallbacks(self, *, execute: bool = False) -> CommitCallbacks:
+        """Django's helper for SQLAlchemy: a context manager whose value is
+        the list of after-commit callbacks (``event.listen(session,
+        "after_commit", fn)``) that the commits inside the block would fire,
+        each callable with no argument::
+
+            with self.captureOnCommitCallbacks() as callbacks:
+                place_order(...)
+            self.assertEqual(len(callbacks), 1)
+            callbacks[0]()  # send the mail now
+
+        By default they are held back; ``execute=True`` lets them run at the
+        commit as in production, and lists them all the same."""
+        return CommitCallbacks(execute=execute)
 
     def _sqltx_block(self, block: Any, func: Callable[..., Any] | None, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:

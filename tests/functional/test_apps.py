@@ -106,6 +106,17 @@ class TestFlaskExample(FunctionalTest):
         self.assertDatabaseUnchanged()
 
 
+class TestAfterCommit(FunctionalTest):
+    """after_commit callbacks fire at the app's commit as with real commits,
+    and captureOnCommitCallbacks holds them back or lists them."""
+
+    @each_target("postgresql+psycopg2", "mysql+pymysql", "sqlite-file")  # (real commits: not sqlite://)
+    def test_after_commit_callbacks(self, target):
+        run = self.run_scenario("after_commit", target=target)
+        self.assertRan(run, 6)
+        self.assertIn("OK", run.stderr)
+
+
 class TestLiveThreads(FunctionalTest):
     """A thread that outlives the test that started it is refused the
     database; the next test sees none of its work."""
