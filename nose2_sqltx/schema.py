@@ -85,6 +85,7 @@ class Schema:
         #: stand-ins for named schemas (see :func:`untranslated_names`)
         self.untranslated: Callable[[str], str | None] | None = None
         backend.check_tables([t for m in self.metadata for t in m.tables.values()])
+        _check_one_table_per_name(self.metadata)
 
     @property
     def created(self) -> tuple[str, ...]:
@@ -254,6 +255,25 @@ class Schema:
                 raise
             raise SetupError("creating the schema (alembic upgrade head)",
                              f"{type(exc).__name__}: {first_line(exc)}{where_raised(exc)}") from exc
+
+
+def _check_one_table_per_name(metadata: Sequence[MetaData]) -> None:
+    """Two MetaData objects that define a table of the same name: create_all
+    would make the first and skip the second without a word, and code of the
+    second would fail on the first's columns, or worse, run on them."""
+    seen: dict[str, Any] = {}
+    for one in metadata:
+        for name, table in one.tables.items():
+            first = seen.setdefault(name, table)
+            if first is not table:
+                columns = [", ".join(c.name for c in t.columns) for t in (first, table)]
+                raise SetupError(
+                    "creating the schema (metadata)",
+                    f"two of the metadata define a table {name} (columns {columns[0]}; and {columns[1]}): the run "
+                    "has one database, which holds one table of a name, so the second would be skipped and code "
+                    "of the second would run on the first's columns. Give the tables different names or schemas; "
+                    "tables of different databases cannot share one run yet",
+                )
 
 
 def _stand_ins(conn: Connection) -> dict[str, str]:

@@ -42,6 +42,8 @@ class TestBadInput(OneLineErrorTest):
                              "Write a shorter duration, or 0 to turn it off"),
             "misspelt_section": ("section [sqlxt]: nose2-sqltx reads no such section, and there is no [sqltx]. "
                                  "Did you mean [sqltx]? Rename the section",),
+            "clashing_tables": ("creating the schema (metadata) failed: two of the metadata define a table audit "
+                                "(columns id, what; and id, at)", "Give the tables different names or schemas"),
             "listener_raises": ("models:listener_engine's connect listener _make_listener_engine.<locals>.set_up, "
                                 "run on the run's connection failed: ValueError: the listener broke on purpose",
                                 "leave models:listener_engine out of engines"),

@@ -2,6 +2,7 @@
 
 from scenario_models import *  # noqa: F403
 from scenario_models import Reference, insert
+from sqlalchemy import Column, Integer, MetaData, String, Table
 
 not_metadata = 42
 
@@ -33,3 +34,10 @@ def committing_fixture(connection):
 
     connection.execute(insert(Reference), [{"id": 1}])
     connection.execute(text("COMMIT"))
+
+
+# Two MetaData objects (two apps' models) that both define a table "audit".
+first = MetaData()
+Table("audit", first, Column("id", Integer, primary_key=True), Column("what", String(20)))
+second = MetaData()
+Table("audit", second, Column("id", Integer, primary_key=True), Column("at", String(20)))
