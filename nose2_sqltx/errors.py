@@ -394,19 +394,22 @@ class LeakError(SqltxError):
         self.names = names
         self.refused = refused
         self.reported = False
-        known = f" ({', '.join(names)})" if names else ""
-        outcome = "it was refused, nothing was written" if refused else "it ran"
-        if names:
-            fix = (f"add {names[0]} under engines (or its session factory under sessions) in [sqltx], "
+        super().__init__(self._explain())
+
+    def _known(self) -> str:
+        return f" ({', '.join(self.names)})" if self.names else ""
+
+    def _explain(self) -> str:
+        outcome = "it was refused, nothing was written" if self.refused else "it ran"
+        if self.names:
+            fix = (f"add {self.names[0]} under engines (or its session factory under sessions) in [sqltx], "
                    "so that nose2-sqltx redirects it into the test transaction")
         else:
             fix = ("pass the test's engine (self.engine, or nose2_sqltx.current().engine) to the code that "
                    "made this one, or name where it lives under engines in [sqltx]")
-        super().__init__(
-            f"{statement!r} was sent through an engine that is not in the test transaction: {engine}{known}; "
-            f"{outcome}, because its work would outlive the test. Fix: {fix}. For a deliberate second "
-            "connection, wrap its engine in nose2_sqltx.unwatched(engine)"
-        )
+        return (f"{self.statement!r} was sent through an engine that is not in the test transaction: "
+                f"{self.engine}{self._known()}; {outcome}, because its work would outlive the test. Fix: {fix}. "
+                "For a deliberate second connection, wrap its engine in nose2_sqltx.unwatched(engine)")
 
 
 class ThreadOutlivedTestError(SqltxError):
@@ -432,19 +435,14 @@ class StrayAccessError(LeakError):
 
     def __init__(self, test: str, statement: str, engine: str, names: tuple[str, ...] = ()) -> None:
         self.test = test
-        self.statement = statement
-        self.engine = engine
-        self.names = names
-        self.refused = True
-        self.reported = False
-        known = f" ({', '.join(names)})" if names else ""
-        SqltxError.__init__(
-            self,
-            f"{test} is not a DatabaseTest, and it sent {statement!r} through {engine}{known}; it was refused: "
-            "with only-database-tests in [sqltx], only DatabaseTest classes use the database. Make the class a "
-            "DatabaseTest, mark it (or the test) with @nose2_sqltx.allow_database, or keep the database out of "
-            "this test",
-        )
+        super().__init__(statement, engine, names)
+
+    def _explain(self) -> str:
+        return (f"{self.test} is not a DatabaseTest, and it sent {self.statement!r} through "
+                f"{self.engine}{self._known()}; it was refused: with only-database-tests in [sqltx], only "
+                "DatabaseTest classes use the database. Make the class a DatabaseTest, mark it (or the test) with "
+                "@nose2_sqltx.allow_database, or keep the database out of this test")
+
 
 class DatabaseChangedError(SqltxError):
     """At the end of the run, the database's tables or schemas differ from its start.

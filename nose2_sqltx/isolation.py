@@ -244,11 +244,11 @@ class IsolatedDatabase:
 
         def log(conn: Any, cursor: Any, statement: str, context: Any) -> None:
             threads.check()
-            stray = scopes.innermost_if_open()
-            if stray is not None and stray.stray is not None:
-                refused = StrayAccessError(stray.stray, short_sql(statement), mask_url(conn.engine.url),
+            innermost = scopes.innermost_if_open()
+            if innermost is not None and innermost.stray:
+                refused = StrayAccessError(innermost.label, short_sql(statement), mask_url(conn.engine.url),
                                            names_of(conn.engine))
-                stray.stray_error = stray.stray_error or refused
+                innermost.stray_error = innermost.stray_error or refused
                 raise refused
             if tables.untranslated is not None and self._is_run_connection(conn.engine):
                 name = tables.untranslated(statement)
@@ -472,7 +472,7 @@ class IsolatedDatabase:
 
     # -- scopes --------------------------------------------------------------
     def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
-                    reset_sequences: bool | None = None, stray: str | None = None) -> Scope:
+                    reset_sequences: bool | None = None, label: str | None = None, stray: bool = False) -> Scope:
         """Open a nested scope (a savepoint) and return it.
 
         ``setup``, if given, is called now and called again if the run has to
@@ -489,7 +489,8 @@ class IsolatedDatabase:
         ``reset_sequences``: this scope's sequences are put back when it ends
         (None: as the database was made, see ``reset_sequences`` there).
 
-        ``stray``: the id of a test that may not use the database
+        ``label``: what the scope is, for messages (the test's id).
+        ``stray``: the scope's test may not use the database
         (``only-database-tests``): every statement in the scope is refused
         with :class:`~nose2_sqltx.errors.StrayAccessError`, and the scope's
         end raises it if the test's result does not carry it already.
@@ -503,8 +504,8 @@ class IsolatedDatabase:
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
         scope.stray = stray
-        if stray is not None:
-            scope.label = stray
+        if label is not None:
+            scope.label = label
         scope.threads_before = self._threads.mark()
         if (self.reset_sequences if reset_sequences is None else reset_sequences) and not mode.real_commits:
             scopes = self._parts.scopes

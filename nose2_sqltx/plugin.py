@@ -48,7 +48,7 @@ from .messages import PREFIX
 from .scopes import Scope
 from .sharding import ShardRun, filter_suite, suite_ids
 from .signals import StopSignals
-from .testcase import DatabaseTest, allows_database, asks_real_commits
+from .testcase import DatabaseTest, asks_allow_database, asks_real_commits
 from .testrun import TestRun
 
 __unittest = True
@@ -203,14 +203,10 @@ class SqltxPlugin(Plugin):
         self._shard.started(event.test.id(), event.startTime)
         if self.database is not None and not isinstance(event.test, DatabaseTest):
             test = event.test
-            # (a function test's function, under nose2, is unittest's FunctionTestCase's _testFunc)
-            function = getattr(test, "_testFunc", None) or getattr(test, getattr(test, "_testMethodName", ""), None)
-            blocked = self.settings.only_database_tests and not allows_database(type(test), function)
+            stray = self.settings.only_database_tests and not asks_allow_database(test)
             try:
-                scope = self.database.begin_scope(real_commits=asks_real_commits(test),
-                                                  stray=test.id() if blocked else None)
-                scope.label = test.id()
-                self._plain[id(test)] = scope
+                self._plain[id(test)] = self.database.begin_scope(real_commits=asks_real_commits(test),
+                                                                  label=test.id(), stray=stray)
             except Exception:  # noqa: BLE001 - the test's error, whatever it is
                 event.result.addError(event.test, _short_exc_info())
 

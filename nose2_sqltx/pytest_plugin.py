@@ -279,10 +279,9 @@ class SqltxPytest:
             yield None
             return
         real = wants_real_commits(request.node.cls, getattr(request.node, "obj", None))
-        blocked = self.settings.only_database_tests and not allows_database(request.node.cls,
-                                                                           getattr(request.node, "obj", None))
-        scope = database.begin_scope(real_commits=real, stray=request.node.nodeid if blocked else None)
-        scope.label = request.node.nodeid
+        stray = self.settings.only_database_tests and not allows_database(request.node.cls,
+                                                                         getattr(request.node, "obj", None))
+        scope = database.begin_scope(real_commits=real, label=request.node.nodeid, stray=stray)
         try:
             yield scope
         finally:

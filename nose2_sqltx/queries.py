@@ -68,8 +68,11 @@ def queries_note(queries: list[str]) -> str:
     test sent, in order (its ``setUp``'s included)."""
     if not queries:
         return f"{PREFIX}: the test sent no SQL"
-    listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(queries, 1))
-    return f"{PREFIX}: the test sent {len(queries)} statement(s):\n{listing}"
+    return f"{PREFIX}: the test sent {len(queries)} statement(s):\n{_numbered(queries)}"
+
+
+def _numbered(queries: list[str]) -> str:
+    return "\n".join(f"{i}. {sql}" for i, sql in enumerate(queries, 1))
 
 
 class QueryFilter:
@@ -155,9 +158,8 @@ class QueryCount(_Block):
         counted = [sql for sql in sent if self.counted(sql)]
         if len(counted) > self.num or (not self.at_most and len(counted) < self.num):
             expected = f"at most {self.num}" if self.at_most else f"{self.num}"
-            listing = "\n".join(f"{i}. {sql}" for i, sql in enumerate(counted, 1))
             self.test.fail(f"{len(counted)} queries{self.counted.describe()} sent, {expected} expected"
-                           + (f":\n{listing}" if counted else ""))
+                           + (f":\n{_numbered(counted)}" if counted else ""))
 
 
 class RepeatedQueries(_Block):

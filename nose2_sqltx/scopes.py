@@ -97,12 +97,12 @@ class Scope:
         self.queries: list[str] = []
         #: called with each statement as it is logged (``assertNoRepeatedQueries`` blocks)
         self.watches: list[Callable[[str], None]] = []
-        #: only-database-tests: the id of the test (not a DatabaseTest) whose
-        #: statements this scope refuses, and the first refusal
-        self.stray: str | None = None
-        self.stray_error: StrayAccessError | None = None
-        #: what the scope is, for messages (the test's id, the class's name); set by the runner or DatabaseTest
+        #: what the scope is, for messages (the test's id, the class's name)
         self.label = f"scope {depth}"
+        #: only-database-tests: whether the scope's test (not a DatabaseTest)
+        #: has its statements refused, and the first refusal
+        self.stray = False
+        self.stray_error: StrayAccessError | None = None
         #: the threads alive when the scope opened (see :mod:`nose2_sqltx.threadwatch`)
         self.threads_before: frozenset[Any] = frozenset()
         #: how many of :attr:`queries` the scope's setup sent

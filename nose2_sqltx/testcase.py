@@ -37,9 +37,8 @@ from .scopes import Scope
 
 __unittest = True
 
-__all__ = ["DatabaseTest", "allow_database", "allows_database", "asks_real_commits", "wants_real_commits",
-           "real_commits", "when_not_running",
-           "database_for"]
+__all__ = ["DatabaseTest", "allow_database", "allows_database", "asks_allow_database", "asks_real_commits",
+           "wants_real_commits", "real_commits", "when_not_running", "database_for"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -83,6 +82,13 @@ def allows_database(cls: type | None, function: Any) -> bool:
     """Whether a test that is not a ``DatabaseTest`` (its class, if any, and
     its function) is marked with :func:`allow_database`."""
     return bool(getattr(cls, "_sqltx_allow_database", False) or getattr(function, "_sqltx_allow_database", False))
+
+
+def asks_allow_database(test: Any) -> bool:
+    """:func:`allows_database` for ``test``, a TestCase (under nose2, a
+    function test is unittest's ``FunctionTestCase``, its function ``_testFunc``)."""
+    function = getattr(test, "_testFunc", None) or getattr(test, getattr(test, "_testMethodName", ""), None)
+    return allows_database(type(test), function)
 
 
 def asks_real_commits(test: Any) -> bool:
@@ -171,8 +177,8 @@ class DatabaseTest:
         # The class scope is ended by a class cleanup, so it goes even when a
         # tearDownClass override forgets super() or setUpClass fails later.
         scope = database.begin_scope(setup=cls._sqltx_set_up_test_data, real_commits=cls.real_commits,
-                                     reset_sequences=cls.reset_sequences)
-        scope.label = f"{cls.__module__}.{cls.__qualname__}'s class set-up"
+                                     reset_sequences=cls.reset_sequences,
+                                     label=f"{cls.__module__}.{cls.__qualname__}'s class set-up")
         cls._sqltx_class_scope = scope
         cls.addClassCleanup(cls._sqltx_end_class, scope)  # type: ignore[attr-defined]
 
@@ -192,8 +198,8 @@ class DatabaseTest:
         # error here is this test's error, and no super().setUp() is needed.
         database = active_database("DatabaseTest")
         # (the class's own real_commits is its scope's already)
-        scope = database.begin_scope(real_commits=asks_real_commits(self), reset_sequences=self.reset_sequences)
-        scope.label = self.id()  # type: ignore[attr-defined]
+        scope = database.begin_scope(real_commits=asks_real_commits(self), reset_sequences=self.reset_sequences,
+                                     label=self.id())  # type: ignore[attr-defined]
         self.__dict__["_sqltx_scope"] = scope
         # Added first, so it runs last: after the user's own cleanups.
         self.addCleanup(self._sqltx_end_test, scope)  # type: ignore[attr-defined]
