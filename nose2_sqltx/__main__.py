@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .config import ENVIRONMENT, KEY_HELP, PUBLIC_KEYS
-from .environment import CACHE_DIR_ENV
+from .config import DATABASE_KEYS, ENVIRONMENT, KEY_HELP, PUBLIC_KEYS
+from .environment import CACHE_DIR_ENV, NAMED_DSN_ENV
 from .postmaster import stop_kept_servers
 from .sharding import merge_durations
 
@@ -16,9 +16,12 @@ def help_text() -> str:
     """What ``--help`` prints: the commands, the ``[sqltx]`` keys and the environment variables."""
     width = max(len(key) for key in PUBLIC_KEYS) + 2
     keys = "\n".join(f"  {key:<{width}}{KEY_HELP[key]}" for key in PUBLIC_KEYS)
-    env_width = max(len(name) for name in [*ENVIRONMENT.values(), CACHE_DIR_ENV]) + 2
+    named_dsn = NAMED_DSN_ENV.format("<NAME>")
+    env_width = max(len(name) for name in [*ENVIRONMENT.values(), CACHE_DIR_ENV, named_dsn]) + 2
     environment = "\n".join(f"  {name:<{env_width}}wins over {key}" for key, name in ENVIRONMENT.items())
+    environment += f"\n  {named_dsn:<{env_width}}wins over dsn in [sqltx:<name>]"
     environment += f"\n  {CACHE_DIR_ENV:<{env_width}}where initialized data directories are cached"
+    databases = "\n".join(f"  {line}" for line in _wrapped(", ".join(DATABASE_KEYS), 74))
     return f"""{USAGE}
 
 nose2-sqltx: every test on your real database, in a transaction that is
@@ -38,6 +41,9 @@ commands:
 [sqltx] keys:
 {keys}
 
+[sqltx:<name>] sections: another database of the run (self.databases["<name>"]), with these keys:
+{databases}
+
 environment variables:
 {environment}
 
@@ -54,6 +60,16 @@ pytest options:
   -n 2           two pytest-xdist workers, each with its own transaction
 
 The README has the whole story of every setting."""
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    lines: list[str] = []
+    for word in text.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines
 
 
 def main(argv: list[str]) -> int:

@@ -27,6 +27,7 @@ from .environment import (
     DEFAULT_STATEMENT_TIMEOUT_MS,
     DSN_ENV,
     KEEP_SERVER_ENV,
+    NAMED_DSN_ENV,
     PG_BINDIR_ENV,
     SERVER_DIR_ENV,
     SHARD_ENV,
@@ -53,6 +54,13 @@ KEYS = (
     "flask-session", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
+#: the keys a section of one of the run's other databases (``[sqltx:<name>]``) takes: the rest are the whole run's
+DATABASE_KEYS = (
+    "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout", "engines", "sessions", "alembic",
+    "allow-database", "create-database", "reset-sequences", "schemas", "check-migrations",
+)
+#: what names ``[sqltx:<name>]`` takes: a name that is also part of an environment variable's
+_DATABASE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 #: the keys a user writes (``sqltx-main-server`` is the main process's note to its workers)
 PUBLIC_KEYS = tuple(k for k in KEYS if not k.startswith("sqltx-"))
 #: one line per key, for ``python -m nose2_sqltx --help`` (the README's table has the whole story)
@@ -114,6 +122,10 @@ def check_sections(sections: Iterable[str], section: str = "sqltx") -> None:
     names = list(sections)
     if section in names:
         return
+    named = [name for name in names if name.startswith(f"{section}:")]
+    if named:
+        raise ConfigError(f"[{named[0]}]", None, f"is set, and there is no [{section}] section for the run's own "
+                          "database", f"Add a [{section}] section too (with no dsn: a throwaway server)")
     close = difflib.get_close_matches(section, [name.strip().lower() for name in names], n=1, cutoff=0.6)
     if close:
         name = next(n for n in names if n.strip().lower() == close[0])
@@ -250,6 +262,8 @@ class Settings:
     workers: int = 0
     #: where ``url`` came from, as errors name it: ``dsn``, the environment variable or the command-line option
     dsn_source: str = "dsn"
+    #: the run's other databases, from ``[sqltx:<name>]`` sections: (name, their settings), in the file's order
+    databases: tuple[tuple[str, Settings], ...] = ()
 
     def with_shard(self, raw: str, source: str) -> Settings:
         """These settings with the shard ``raw`` (``I/N`` or ``off``), given by ``source``."""
@@ -263,13 +277,50 @@ class Settings:
         return replace(self, url=url, dsn_source=source)
 
     @classmethod
-    def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None) -> Settings:
+    def from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str] | None = None,
+                     databases: Iterable[tuple[str, Iterable[tuple[str, str]]]] = ()) -> Settings:
         """Validate ``(key, value)`` pairs from ``[sqltx]`` plus the environment.
+
+        ``databases``: the run's other databases, ``(name, pairs)`` from each
+        ``[sqltx:<name>]`` section (see :meth:`for_database`).
 
         Raises :class:`ConfigError` naming the first wrong key or value (a
         DSN's database or driver that no backend supports included).
         """
         environ = os.environ if environ is None else environ
+        named = tuple((name, cls.for_database(name, pairs, environ)) for name, pairs in databases)
+        return replace(cls._from_options(options, environ, ENVIRONMENT), databases=named)
+
+    @classmethod
+    def for_database(cls, name: str, options: Iterable[tuple[str, str]],
+                     environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of the run's other database ``name``, from its
+        ``[sqltx:<name>]`` section: the keys of :data:`DATABASE_KEYS`, its
+        dsn from ``SQLTX_DSN_<NAME>`` over the file's."""
+        environ = os.environ if environ is None else environ
+        section = f"sqltx:{name}"
+        if not _DATABASE_NAME.match(name):
+            raise ConfigError(f"[{section}]", None, "is not a database name nose2-sqltx takes",
+                              "Name it in lower case letters, digits and _, starting with a letter: "
+                              "[sqltx:analytics]")
+        options = list(options)
+        for key, _ in options:
+            if key.strip().lower() not in DATABASE_KEYS:
+                if key.strip().lower() in PUBLIC_KEYS:
+                    raise ConfigError(key.strip().lower(), None, "applies to the whole run, not to one of its "
+                                      "databases", "Set it under [sqltx]", section=section)
+                raise ConfigError(key.strip().lower(), None, "unknown key",
+                                  f"Keys of [{section}]: {', '.join(DATABASE_KEYS)}", section=section)
+        try:
+            return cls._from_options(options, environ, {"dsn": NAMED_DSN_ENV.format(name.upper())})
+        except ConfigError as exc:
+            if exc.key.startswith("[") or exc.key.isupper():
+                raise
+            raise ConfigError(exc.key, exc.value, exc.problem, exc.fix, section=section) from exc
+
+    @classmethod
+    def _from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str],
+                      environment: Mapping[str, str]) -> Settings:
         values: dict[str, list[str]] = {}
         for key, value in options:
             key = key.strip().lower()
@@ -287,7 +338,7 @@ class Settings:
 
         def with_env(key: str, default: str = "") -> tuple[str, str]:
             """(value, where it came from): the environment wins over the file."""
-            env = ENVIRONMENT.get(key)
+            env = environment.get(key)
             if env and environ.get(env, "").strip():
                 return environ[env].strip(), env
             return one(key, default), key

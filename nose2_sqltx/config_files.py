@@ -28,19 +28,26 @@ from .errors import ConfigError
 
 __unittest = True
 
-__all__ = ["SECTION", "CONFIG_FILES", "Section", "find_section", "one_section", "sections_in"]
+__all__ = ["SECTION", "CONFIG_FILES", "Section", "find_section", "one_section", "sections_in", "named_sections"]
 
 SECTION = "sqltx"
 #: the files looked at, in the order they are named in messages
 CONFIG_FILES = ("pyproject.toml", "setup.cfg", "unittest.cfg")
 
 
+#: (name, its ``(key, value)`` pairs): the run's other databases' sections, ``[sqltx:<name>]``
+Named = tuple[tuple[str, tuple[tuple[str, str], ...]], ...]
+
+
 @dataclass(frozen=True)
 class Section:
-    """The ``[sqltx]`` section found, as ``(key, value)`` pairs, and the file it is in."""
+    """The ``[sqltx]`` section found, as ``(key, value)`` pairs, and the file
+    it is in; ``databases``: the ``[sqltx:<name>]`` sections beside it (in
+    pyproject.toml, the tables in ``[tool.sqltx]``: ``[tool.sqltx.analytics]``)."""
 
     path: str
     options: tuple[tuple[str, str], ...]
+    databases: Named = ()
 
     @property
     def active(self) -> bool:
@@ -97,7 +104,10 @@ def _from_toml(path: Path) -> Section | None:
     if not isinstance(table, dict):
         raise ConfigError("[tool.sqltx]", None, f"in {path.name} is not a table",
                           "Write it as a table: [tool.sqltx] followed by key = value lines")
-    return Section(path.name, tuple((key, _toml_value(key, value)) for key, value in table.items()))
+    return Section(path.name, tuple((key, _toml_value(key, value)) for key, value in table.items()
+                                    if not isinstance(value, dict)),
+                   tuple((name, tuple((key, _toml_value(key, value)) for key, value in inner.items()))
+                         for name, inner in table.items() if isinstance(inner, dict)))
 
 
 def _toml_value(key: str, value: object) -> str:
@@ -124,8 +134,15 @@ def _from_cfg(path: Path) -> Section | None:
         return None
     try:
         options = tuple(parser.items(SECTION))
+        databases = named_sections(parser)
     except configparser.InterpolationError as exc:
         raise ConfigError("[sqltx]", None, f"in {path.name} has a lone % ({type(exc).__name__})",
                           "Write a URL-encoded %40 as %%40 (the .cfg files use % interpolation), "
                           "or set SQLTX_DSN instead") from exc
-    return Section(path.name, options)
+    return Section(path.name, options, databases)
+
+
+def named_sections(parser: configparser.RawConfigParser) -> Named:
+    """The ``[sqltx:<name>]`` sections of a parsed ``.cfg`` file (nose2's too), in the file's order."""
+    return tuple((name[len(SECTION) + 1:], tuple(parser.items(name))) for name in parser.sections()
+                 if name.startswith(f"{SECTION}:"))

@@ -53,13 +53,16 @@ class RunPool(StaticPool):
 
 
 @contextmanager
-def connect_errors(url: URL) -> Iterator[None]:
+def connect_errors(url: URL, setting: str | None = None) -> Iterator[None]:
     """Turn a failed connection into our error (a missing driver is refused
-    earlier, where the backend is made)."""
+    earlier, where the backend is made); ``setting``: where the URL is set,
+    for the fix (default: ``dsn``, or its environment variable)."""
     try:
         yield
     except DBAPIError as exc:
-        raise DatabaseUnavailableError(mask_url(url), scrub_password(url, exc.orig or exc)) from None
+        reason = scrub_password(url, exc.orig or exc)
+        raise (DatabaseUnavailableError(mask_url(url), reason) if setting is None else
+               DatabaseUnavailableError(mask_url(url), reason, setting)) from None
 
 
 #: the run connections of this process, for the child of a fork

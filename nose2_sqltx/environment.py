@@ -10,6 +10,8 @@ __unittest = True
 
 #: the database URL; wins over ``dsn`` in ``[sqltx]``
 DSN_ENV = "SQLTX_DSN"
+#: the database URL of the run's other database ``<name>`` (``[sqltx:<name>]``), upper case: SQLTX_DSN_ANALYTICS
+NAMED_DSN_ENV = DSN_ENV + "_{}"
 #: this run's shard of the suite, I/N (see nose2_sqltx.sharding)
 SHARD_ENV = "SQLTX_SHARD"
 #: throwaway server: where ``initdb`` and ``postgres`` are; wins over ``pg-bindir``

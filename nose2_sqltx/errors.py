@@ -16,6 +16,7 @@ __all__ = [
     "NotActiveError",
     "AlreadyRunningError",
     "ScopeEndedError",
+    "UnknownDatabaseError",
     "UnsupportedObjectError",
     "DatabaseUnavailableError",
     "ConnectionLostError",
@@ -61,17 +62,19 @@ class ConfigError(SqltxError, ValueError):
     what is wrong and ``fix`` what to do.
     """
 
-    def __init__(self, key: str, value: object, problem: str, fix: str) -> None:
+    def __init__(self, key: str, value: object, problem: str, fix: str, *, section: str = "sqltx") -> None:
         self.key = key
         self.value = value
         self.problem = problem
         self.fix = fix
+        #: the section the key is in (``sqltx:analytics`` for one of the run's other databases)
+        self.section = section
         shown = "" if value is None else f" = {value}"
         # Environment variables are upper case; keys of [sqltx] are not; a
         # section is named in brackets.
         where = (f"section {key}" if key.startswith("[") else
                  f"command-line option {key}" if key.startswith("--") else
-                 f"environment variable {key}" if key.isupper() else f"[sqltx] {key}")
+                 f"environment variable {key}" if key.isupper() else f"[{section}] {key}")
         super().__init__(f"{where}{shown}: {problem}. {fix}")
 
 
@@ -129,6 +132,23 @@ class ScopeEndedError(SqltxError, RuntimeError):
         )
 
 
+class UnknownDatabaseError(SqltxError, LookupError):
+    """A test asked for a database the run does not have (``self.databases["nope"]``).
+
+    ``name`` is the name asked for, ``known`` the names the run has (its ``[sqltx:<name>]`` sections).
+    """
+
+    def __init__(self, name: object, known: tuple[str, ...]) -> None:
+        self.name = name
+        self.known = known
+        have = (f"its other databases are {', '.join(known)}" if known else "it has no other database")
+        super().__init__(
+            f"this run has no database named {name!r}: {have} (one per [sqltx:<name>] section; the run's own, "
+            f"[sqltx], is self.session, self.connection and self.engine). Check the name, or add a "
+            f"[sqltx:{name}] section with its dsn"
+        )
+
+
 class AsyncDriverRequiredError(SqltxError, RuntimeError):
     """Async handles (``AsyncDatabaseTest``, ``scope.async_session``) were
     asked for, but the run's driver is sync.
@@ -165,12 +185,14 @@ class UnsupportedObjectError(SqltxError, TypeError):
 class DatabaseUnavailableError(SqltxError, ConnectionError):
     """The database named by the DSN could not be reached or logged into."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, setting: str = f"dsn (or {DSN_ENV})") -> None:
         self.url = url  # already masked
         self.reason = reason
+        #: where the URL is set, as the fix names it
+        self.setting = setting
         super().__init__(
             f"cannot connect to {url}: {reason}. Check that the server is running and "
-            f"that dsn (or {DSN_ENV}) names the right host, port, user and database"
+            f"that {setting} names the right host, port, user and database"
         )
 
 

@@ -44,7 +44,7 @@ from .adoption import Adoption
 from .connect_setup import read_setup
 from .connection import RunConnection, connect_errors
 from .dialects import RUN_NAME_LENGTH, Backend, backend_for, new_run_name
-from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS
+from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, NAMED_DSN_ENV
 from .errors import (
     AlreadyRunningError,
     ConfigError,
@@ -78,6 +78,8 @@ __all__ = ["IsolatedDatabase", "Scope", "active_database", "is_running", "curren
 
 _active: IsolatedDatabase | None = None
 _active_lock = threading.Lock()
+#: every started database of the process: the run's, and its other databases (``others``)
+_started: list[IsolatedDatabase] = []
 
 
 #: says why no database runs, for the runner in use (set by its adapter): what -> the error
@@ -166,6 +168,18 @@ class IsolatedDatabase:
     ``trusted``: skip the guard (a server the caller made for the run; a
     :class:`~nose2_sqltx.server.TemporaryPostgres` of this process is trusted anyway).
 
+    ``others``: the run's other databases, by name (``[sqltx:analytics]``),
+    each an :class:`IsolatedDatabase` of its own (its URL, schema, fixtures
+    and app objects), not started: this one starts and stops them, and each
+    of its scopes opens one on each of them, in :attr:`Scope.databases
+    <nose2_sqltx.scopes.Scope.databases>`. A Flask-SQLAlchemy ``db`` in
+    ``redirect`` has the engines of its binds (``SQLALCHEMY_BINDS``) pointed
+    at the database of the bind's name; a bind with none is a
+    :class:`~nose2_sqltx.errors.ConfigError`, not a second name for this one.
+    When code under test ends one database's transaction, and into and out
+    of real commits, all of them are built afresh together, so that a
+    class's data is made once in each. Sync drivers only.
+
     Writes through any other Engine of the process are refused while the run
     is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
     checks that the database's schemas and tables are as :meth:`start`
@@ -192,16 +206,30 @@ class IsolatedDatabase:
         show_queries: bool = False,
         models: Sequence[Any] = (),
         flask_session: str = "app-context",
+        others: Mapping[str, IsolatedDatabase] | None = None,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
+        #: the run's other databases, by name (see ``others``)
+        self.others: dict[str, IsolatedDatabase] = dict(others or {})
+        #: this database's name among the run's (None: the run's own, ``[sqltx]``)
+        self.name: str | None = None
+        for name, other in self.others.items():
+            other.name = name
+            for database in (self, other):
+                if database.backend.is_async:
+                    raise ConfigError(f"[sqltx:{name}]" if database is other else "dsn", database.masked_url,
+                                      "is an async driver's: a run with several databases takes sync drivers "
+                                      "only", "Use a sync driver (postgresql+psycopg2://, mysql+pymysql://, "
+                                      "sqlite://) for every database of the run")
         self.reset_sequences = reset_sequences
         #: a failed test's error gets the SQL its scope sent as a note (see :meth:`annotate`)
         self.show_queries = show_queries
         self._sequences = SequenceReset(self.backend)
         if reset_sequences:
             self._sequences.check()
-        self.redirection = Redirection(redirect or {}, flask_session=flask_session)
+        self.redirection: Redirection = Redirection(redirect or {}, flask_session=flask_session,
+                                       binds={name: other.redirection for name, other in self.others.items()})
         self.allow_databases = tuple(allow_databases)
         self.trusted = trusted
         self.lock_timeout_ms = lock_timeout_ms
@@ -271,7 +299,7 @@ class IsolatedDatabase:
         self._threads = threads
         self._parts = RunParts(
             database=self, backend=self.backend, schema=tables, scopes=scopes, redirection=self.redirection,
-            watch=LeakWatch(is_run_engine=self._is_run_engine, log=log), handles=handles,
+            watch=LeakWatch(is_run_engine=self._is_run_engine, log=log, elsewhere=self._elsewhere), handles=handles,
             audit=CatalogAudit(self.backend, self.masked_url), namespace=schema, namespace_sql=namespace_sql,
             parallel=parallel)
         self._run: Run | None = None
@@ -285,6 +313,9 @@ class IsolatedDatabase:
         #: the locks the run's transaction holds for its schema, from the start to
         #: the end (PostgreSQL; None elsewhere): see the server's max_locks_per_transaction
         self.locks: int | None = None
+        #: the scopes that were open, closed by a repair or the end of real
+        #: commits and not made again yet (see :meth:`_rebuild_together`)
+        self._pending: list[Scope] | None = None
 
     # -- what the parts know, for callers --------------------------------------
     @property
@@ -348,13 +379,15 @@ class IsolatedDatabase:
     def _start(self) -> None:
         global _active
         with _active_lock:
-            if _active is not None:
-                raise AlreadyRunningError(_active.masked_url)
-            _active = self
+            if self.name is None:
+                if _active is not None:
+                    raise AlreadyRunningError(_active.masked_url)
+                _active = self
+            _started.append(self)
         connection = None
         try:
             started = time.perf_counter()
-            with connect_errors(self.url):
+            with connect_errors(self.url, self._dsn_setting):
                 self.run_url = self.backend.prepare()
                 setup = read_setup(self.redirection.named_engines(), self.run_url, self.backend.own_connect_args)
                 self.redirection.carry(setup)
@@ -381,8 +414,21 @@ class IsolatedDatabase:
             self._run.open(first=True)
             self.timings.update(self._run.timings)
             self.locks = self._run.locks
+            self._start_others()
         except BaseException:
             self._teardown(connection, verify=False)
+            raise
+
+    def _start_others(self) -> None:
+        started = []
+        try:
+            for other in self.others.values():
+                other.start()
+                started.append(other)
+        except BaseException:
+            for other in reversed(started):
+                with suppress(Exception):  # the start's error is the one to report
+                    other._teardown(None, verify=False)
             raise
 
     def preflight(self) -> str:
@@ -396,18 +442,22 @@ class IsolatedDatabase:
         its thread state (after ``join`` returns), holding a lock that a
         worker forked then inherits held, and waits on forever in its first
         TLS handshake."""
-        with connect_errors(self.url):
+        with connect_errors(self.url, self._dsn_setting):
             engine = self.backend.create_engine(self.url, side=True, poolclass=NullPool)
             try:
                 with engine.connect() as conn:
                     self._check_safe(conn)
                     self.server_version = self.backend.server_version(conn.connection.dbapi_connection)
-                    return self.server_version
             finally:
                 engine.dispose()
+        for other in self.others.values():
+            other.preflight()
+        return self.server_version
 
     def close_preflight(self) -> None:
         """End what :meth:`preflight` left up (once the workers have started)."""
+        for other in self.others.values():
+            other.close_preflight()
         self.backend.close_loop()
 
     def stop(self) -> None:
@@ -419,6 +469,12 @@ class IsolatedDatabase:
         :class:`DatabaseChangedError` if the database's schemas or tables
         are not as the run found them.
         """
+        problems: list[Exception] = []
+        for other in reversed(self.others.values()):
+            try:
+                other.stop()
+            except Exception as exc:  # noqa: BLE001 - reported with this database's own, below
+                problems.append(exc)
         run = self._run
         incident = None
         try:
@@ -430,12 +486,13 @@ class IsolatedDatabase:
                     self.incidents.append(incident)
         finally:
             self.changed = self._teardown(None, verify=True)
-        if self.lost is not None:
-            raise self.lost
-        if incident is not None:
-            raise incident
-        if self.changed is not None:
-            raise self.changed
+        own = self.lost or incident or self.changed
+        if own is not None:
+            problems.insert(0, own)
+        if problems:
+            for problem in problems[1:]:
+                problems[0].add_note(f"{PREFIX}: also: {problem}")
+            raise problems[0]
 
     def _check_safe(self, conn: Connection) -> None:
         if not self.trusted and not is_throwaway(self.url):
@@ -469,6 +526,8 @@ class IsolatedDatabase:
                 with _active_lock:
                     if _active is self:
                         _active = None
+                    if self in _started:
+                        _started.remove(self)
 
     # -- scopes --------------------------------------------------------------
     def begin_scope(self, setup: Callable[[], object] | None = None, *, real_commits: bool = False,
@@ -499,7 +558,10 @@ class IsolatedDatabase:
         if run.lost is not None:
             raise run.lost
         if real_commits and not run.mode.real_commits:
-            run.enter_committed()
+            if self.others:
+                self._enter_committed_together()
+            else:
+                run.enter_committed()
         mode = run.mode
         scope = Scope(self, len(self._parts.scopes), setup, mode.engine, real_commits=mode.real_commits)
         scope.leak_mark = self._parts.watch.mark()
@@ -514,6 +576,13 @@ class IsolatedDatabase:
         self._parts.handles.reset()
         mode.enter_scope(scope)
         self._parts.scopes.push(scope)
+        try:
+            for name, other in self.others.items():
+                scope.databases[name] = other.begin_scope(reset_sequences=reset_sequences, label=label, stray=stray)
+        except BaseException:
+            with suppress(Exception):  # the other database's error is the one to report
+                self.end_scope(scope)
+            raise
         if setup is not None:
             try:
                 setup()
@@ -524,6 +593,8 @@ class IsolatedDatabase:
                     pass  # the setup's own error is the one to report
                 raise
         scope.after_setup = len(scope.queries)
+        for inner in scope.databases.values():
+            inner.after_setup = len(inner.queries)
         return scope
 
     def end_scope(self, scope: Scope) -> None:
@@ -535,6 +606,73 @@ class IsolatedDatabase:
         :class:`LeakError` if a write through an engine outside the run was
         refused during the scope and nobody reported it yet.
         """
+        if not self.others:
+            self._end_scope(scope, rebuild=True)
+            return
+        problems: list[BaseException] = []
+        for name, other in reversed(self.others.items()):
+            inner = scope.databases.get(name)
+            if inner is not None:
+                try:
+                    other._end_scope(inner, rebuild=False)
+                except Exception as exc:  # noqa: BLE001 - raised below, once every database's scope ended
+                    exc.add_note(f"{PREFIX}: in [sqltx:{name}]'s database, {other.masked_url}")
+                    problems.append(exc)
+        try:
+            self._end_scope(scope, rebuild=False)
+        except Exception as exc:  # noqa: BLE001 - as above
+            problems.insert(0, exc)
+        if any(database._pending is not None for database in (self, *self.others.values())):
+            self._rebuild_together()
+        if problems:
+            raise problems[0]
+
+    # A run with several databases: a class's set-up writes to all of them,
+    # so wherever the open scopes are made again (after a raw COMMIT, into
+    # and out of real commits), they are made again in all of them together.
+    def _enter_committed_together(self) -> None:
+        """Real commits in every database, the open scopes made again in them together."""
+        databases = [self, *self.others.values()]
+        for database in databases:
+            database._started().check_real_commits()  # before any leaves its transaction
+        self._replay_together(databases, {id(d): d._started().enter_committed(replay=False) for d in databases})
+
+    def _rebuild_together(self) -> None:
+        """Every database of the run built afresh, after code under test
+        ended one's transaction or real commits ended: those that did not
+        (their :attr:`_pending` is None) too, and the open scopes made again
+        in all of them together."""
+        if self.lost is not None:
+            return  # every later scope reports the loss: nothing to build the classes' set-up on
+        # (another whose connection was lost has nothing to rebuild: its scopes report the loss)
+        databases = [database for database in (self, *self.others.values()) if database.lost is None]
+        inners: dict[int, list[Scope]] = {}
+        for database in databases:
+            if database._pending is None:
+                run = database._started()
+                database._pending = list(database._parts.scopes.inner)
+                run.repair(rebuild=False)  # its transaction is intact: rolled back, its schema dropped
+                run.open_afresh()
+            inners[id(database)], database._pending = database._pending, None
+        self._replay_together(databases, inners)
+
+    def _replay_together(self, databases: list[IsolatedDatabase], inners: dict[int, list[Scope]]) -> None:
+        """Reopen each database's closed scopes (``inners``, by ``id``) level
+        by level, in its run's current mode, and run each level's setup (the
+        scope of this database holds it) once, when its scope is open in every database."""
+        for level, scope in enumerate(inners[id(self)]):
+            for database in databases:
+                database._parts.scopes.reopen(inners[id(database)][level], database._started().mode)
+            if scope.setup is not None:
+                scope.setup()
+            for database in databases:
+                inner = inners[id(database)][level]
+                inner.after_setup = len(inner.queries)
+
+    def _end_scope(self, scope: Scope, *, rebuild: bool) -> None:
+        """:meth:`end_scope` for this database alone; ``rebuild`` false: a
+        repair or the end of real commits leaves the run's transaction open
+        and empty, its open scopes in :attr:`_pending`, for :meth:`_rebuild_together`."""
         scopes = self._parts.scopes
         if scope not in scopes:
             return  # already ended (e.g. by an enclosing scope, or twice)
@@ -552,14 +690,22 @@ class IsolatedDatabase:
             scopes.pop_through(scope)
             after = mode.leave_scope(scope, scopes)
         if after is After.RETURN:
-            run.return_to_transaction()
+            if rebuild:
+                run.return_to_transaction()
+            else:
+                self._pending = run.return_to_transaction(replay=False)
         elif after is After.REPAIR:
-            incident = run.repair(rebuild=True)
+            pending = None if rebuild else list(scopes.inner)
+            incident = run.repair(rebuild=rebuild)
+            if pending is not None:
+                run.open_afresh()
+                self._pending = pending
             self.incidents.append(incident)
             reported, self._ending_reported = self._ending_reported, False
             if not reported:  # else the test's result has it, as the refusal of a later statement
                 raise incident
-        self._sequences.end(scope, run.connection.dbapi.sqltx_execute)
+        if self._pending is None:
+            self._sequences.end(scope, run.connection.dbapi.sqltx_execute)
         leak = self._parts.watch.unreported_since(scope.leak_mark)
         if leak is not None:
             raise leak
@@ -567,7 +713,9 @@ class IsolatedDatabase:
         if stray is not None and not stray.reported:
             stray.reported = True  # (the test swallowed it)
             raise stray
-        if run.refresh_if_grown():
+        if self._pending is not None:
+            return  # its scopes are made again by _rebuild_together
+        if not self._grouped and run.refresh_if_grown():  # (the group's setups write to every database)
             self.refreshes += 1
 
     @contextmanager
@@ -592,6 +740,11 @@ class IsolatedDatabase:
             return
         with suppress(AttributeError):  # (an exception class with __slots__)
             exc._sqltx_annotated = True  # type: ignore[attr-defined]
+        for name, other in self.others.items():
+            other._annotate(exc, scope.databases.get(name) if scope is not None else None)
+        self._annotate(exc, scope)
+
+    def _annotate(self, exc: BaseException, scope: Scope | None) -> None:
         self._parts.watch.note_reported(exc)
         if self.show_queries and scope is not None:
             exc.add_note(queries_note(scope.queries))
@@ -617,6 +770,8 @@ class IsolatedDatabase:
         """
         where = f" ({server})" if server is not None else ""
         version = self.server_version or self.backend.display_name
+        if self.name is not None:
+            version = f"[sqltx:{self.name}] {version}"
         if not ran:
             details = f"parallel workers, each in {self.backend.worker_namespace}; {self.backend.cleanup_note}"
         else:
@@ -640,7 +795,25 @@ class IsolatedDatabase:
                 details += "; the database was changed outside the run, see the error above"
             if self.redirection.set_aside:
                 details += f"; set aside from the app's engines: {'; '.join(self.redirection.set_aside)}"
-        return f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"
+        lines = [f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"]
+        lines.extend(other.summary(ran=ran) for other in self.others.values())
+        return "\n".join(lines)
+
+    @property
+    def _dsn_setting(self) -> str | None:
+        """Where this database's URL is set, for a connection error's fix (None: ``[sqltx]``'s dsn)."""
+        if self.name is None:
+            return None
+        return f"[sqltx:{self.name}] dsn (or {NAMED_DSN_ENV.format(self.name.upper())})"
+
+    @property
+    def _grouped(self) -> bool:
+        """Whether this database is one of several in the run."""
+        return bool(self.others) or self.name is not None
+
+    def _elsewhere(self, engine: Engine) -> bool:
+        """Whether ``engine`` is one of another started database's (the run's others)."""
+        return any(database is not self and database._is_run_engine(engine) for database in list(_started))
 
     def _is_run_engine(self, engine: Engine) -> bool:
         run = self._run

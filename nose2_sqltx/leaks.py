@@ -106,13 +106,17 @@ class LeakWatch:
     """Listens to every Engine's statements from :meth:`start` to :meth:`stop`.
 
     ``is_run_engine(engine)`` says whether an engine is one of the run's;
-    their statements go to ``log(connection, cursor, statement, context)``. ``checking`` is switched off while the
+    their statements go to ``log(connection, cursor, statement, context)``.
+    ``elsewhere(engine)``: whether it is one of another database's of the
+    same run (``[sqltx:<name>]``), whose own watch logs it. ``checking`` is switched off while the
     run really commits (other connections are then the point).
     """
 
     def __init__(self, *, is_run_engine: Callable[[Engine], bool],
-                 log: Callable[[Any, Any, str, Any], None]) -> None:
+                 log: Callable[[Any, Any, str, Any], None],
+                 elsewhere: Callable[[Engine], bool] = lambda engine: False) -> None:
         self._is_run_engine = is_run_engine
+        self._elsewhere = elsewhere
         self._log = log
         self.checking = True
         self.leaks: list[LeakError] = []
@@ -150,6 +154,8 @@ class LeakWatch:
         engine = conn.engine
         if self._is_run_engine(engine):
             self._log(conn, cursor, statement, context)
+        elif self._elsewhere(engine):
+            return
         elif self.checking and not is_unwatched(engine) and is_write(statement, context):
             leak = LeakError(short_sql(statement), mask_url(engine.url), names_of(engine))
             self.leaks.append(leak)

@@ -39,7 +39,7 @@ from nose2.events import Plugin
 
 from .async_testcase import AsyncDatabaseTest
 from .config import MAIN_SERVER_KEY, WORKERS_KEY, Settings, check_sections
-from .config_files import Section, one_section, sections_in
+from .config_files import Section, named_sections, one_section, sections_in
 from .connection import defer_stop
 from .environment import DSN_ENV
 from .errors import ConfigError, ConnectionLostError, SqltxError
@@ -82,15 +82,18 @@ class SqltxPlugin(Plugin):
             check_sections(parser.sections(), self.configSection)
             # nose2's own files (unittest.cfg, nose2.cfg, --config) or pyproject.toml / setup.cfg: one of them
             own = tuple(parser.items(self.configSection)) if parser.has_section(self.configSection) else ()
+            own_databases = named_sections(parser)
             others = sections_in(files=("pyproject.toml", "setup.cfg"))
             if any(key == MAIN_SERVER_KEY for key, _ in own):
                 # A worker of nose2 -N: the main process's note (its throwaway
                 # server's URL) comes on top of the section, wherever that is.
                 options = (*[o for s in others for o in s.options], *own)
+                databases = (*[d for s in others for d in s.databases], *own_databases)
             else:
-                section = one_section([*([Section("unittest.cfg", own)] if own else []), *others])
+                section = one_section([*([Section("unittest.cfg", own, own_databases)] if own else []), *others])
                 options = section.options if section is not None else ()
-            self.settings = Settings.from_options(options)
+                databases = section.databases if section is not None else ()
+            self.settings = Settings.from_options(options, databases=databases)
         except ConfigError as exc:
             _fatal(exc)
         self.addArgument(self._shard_option, None, "sqltx-shard",

@@ -8,7 +8,9 @@ or ``--sqltx-dsn`` on the command line, or ``-p nose2_sqltx.pytest_plugin``.
 
 ``DatabaseTest`` and ``AsyncDatabaseTest`` classes work as under nose2;
 function tests get a scope of their own and the fixtures
-``sqltx_session``, ``sqltx_connection`` and ``sqltx_engine``::
+``sqltx_session``, ``sqltx_connection`` and ``sqltx_engine`` (and
+``sqltx_databases``, the test's scopes on the run's other databases,
+``[sqltx:<name>]``, by name)::
 
     def test_order(sqltx_session):
         sqltx_session.add(Order(customer_id=1))
@@ -49,7 +51,7 @@ from .testrun import TestRun
 
 __unittest = True
 
-__all__ = ["SqltxPytest", "sqltx_connection", "sqltx_engine", "sqltx_session"]
+__all__ = ["SqltxPytest", "sqltx_connection", "sqltx_databases", "sqltx_engine", "sqltx_session"]
 
 #: what a worker of pytest-xdist gets from the main process: the throwaway server's URL
 _WORKER_SERVER = "sqltx_server"
@@ -97,7 +99,8 @@ def pytest_configure(config: Any) -> None:
         config.pluginmanager.register(_Inactive(), "sqltx-inactive")
         return
     try:
-        settings = Settings.from_options(section.options if section is not None else ())
+        settings = Settings.from_options(section.options if section is not None else (),
+                                         databases=section.databases if section is not None else ())
         if dsn is not None:
             settings = settings.with_dsn(dsn, "--sqltx-dsn")
         shard = config.getoption("sqltx_shard")
@@ -252,7 +255,8 @@ class SqltxPytest:
         try:
             result = yield
         finally:
-            writes = [sql for sql in scope.queries if is_write(sql, None)]
+            writes = [sql for each in (scope, *scope.databases.values()) for sql in each.queries
+                      if is_write(sql, None)]
             database.end_scope(scope)
         if writes:
             raise SqltxError(
@@ -345,3 +349,10 @@ def sqltx_connection(_sqltx_test_scope: Scope | None, request: Any) -> Any:
 def sqltx_engine(_sqltx_test_scope: Scope | None, request: Any) -> Any:
     """An Engine whose every connection is this test's transaction (for app code that connects by itself)."""
     return _scope(_sqltx_test_scope, request).engine
+
+
+@pytest.fixture
+def sqltx_databases(_sqltx_test_scope: Scope | None, request: Any) -> Any:
+    """This test's scopes on the run's other databases (``[sqltx:<name>]``),
+    by name: ``sqltx_databases["analytics"].session``."""
+    return _scope(_sqltx_test_scope, request).databases

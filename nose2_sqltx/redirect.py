@@ -162,11 +162,20 @@ class Redirection:
     Session per app context, as in production) or ``"test"`` (one Session
     for every app context of a test, which the end of an app context does
     not close: the scope of pytest-flask-sqlalchemy and of harnesses like it).
+
+    ``binds``: the Redirections of the run's other databases, by name: an
+    engine one of them names (a session factory here with ``binds`` over
+    both databases' engines) is left to it, and a Flask-SQLAlchemy ``db``'s
+    engine for a bind key (``SQLALCHEMY_BINDS``) goes to the one of that
+    name; a bind with none is a :class:`ConfigError` (pointing it here
+    would put its tables in the wrong database).
     """
 
-    def __init__(self, objects: Mapping[str, Any], *, flask_session: str = "app-context") -> None:
+    def __init__(self, objects: Mapping[str, Any], *, flask_session: str = "app-context",
+                 binds: Mapping[str, Redirection] | None = None) -> None:
         self.objects = dict(objects)
         self.flask_session = flask_session
+        self.binds = dict(binds or {})
         self._swaps: dict[int, _EngineSwap] = {}
         #: called with the dialect of an engine that keeps its own, as it is pointed at the target
         self.on_own_dialect: Callable[[Any], None] | None = None
@@ -261,8 +270,16 @@ class Redirection:
         elif kind == "Flask-SQLAlchemy":
             self._flask_db(obj)
 
+    def claims(self, engine: Engine) -> bool:
+        """Whether ``engine`` is one of the objects this Redirection was given (or theirs)."""
+        self._collect_all()
+        return id(getattr(engine, "_proxied", engine)) in self._swaps
+
     def _engine(self, engine: Engine) -> _EngineSwap:
         engine = getattr(engine, "_proxied", engine)
+        for other in self.binds.values():
+            if other.claims(engine):
+                return other._engine(engine)
         swap = self._swaps.get(id(engine))
         if swap is None:
             swap = self._swaps[id(engine)] = _EngineSwap(engine)
@@ -279,13 +296,13 @@ class Redirection:
                 "Flask-SQLAlchemy 3.0 or 3.1; name its engines under engines instead")
         self._registries.append(db.session)
         for engines in list(db._app_engines.values()):
-            for engine in engines.values():
-                self._engine(engine)
+            for key, engine in engines.items():
+                self._bind(db, key, engine)
         make_engine = db._make_engine
 
-        def _make_engine(*args: Any, **kwargs: Any) -> Engine:
-            engine: Engine = make_engine(*args, **kwargs)
-            self._engine(engine)
+        def _make_engine(bind_key: str | None, *args: Any, **kwargs: Any) -> Engine:
+            engine: Engine = make_engine(bind_key, *args, **kwargs)
+            self._bind(db, bind_key, engine)
             return engine
 
         # An instance attribute shadows the method until restore() deletes it.
@@ -298,6 +315,20 @@ class Redirection:
             db.session.registry = ScopedRegistry(db.session.registry.createfunc, _one_session_per_test)
             db.session.remove = _kept
         self._flask.append(db)
+
+    def _bind(self, db: Any, key: str | None, engine: Engine) -> None:
+        """A Flask-SQLAlchemy ``db``'s engine for bind ``key`` (None: its default), to the database of that name."""
+        if key is None:
+            self._engine(engine)
+        elif key in self.binds:
+            self.binds[key]._engine(engine)
+        else:
+            name = next((n for n, obj in self.objects.items() if obj is db), "the Flask-SQLAlchemy db")
+            raise ConfigError(
+                "sessions", name, f"its app has a bind {key!r} (SQLALCHEMY_BINDS), and the run has no database of "
+                "that name: its tables would be made and used in [sqltx]'s database",
+                f"Add a [sqltx:{key}] section (its dsn and the bind's metadata) for the bind's own database",
+            )
 
     def restore(self) -> None:
         """Put every engine and factory back as it was; close scoped sessions."""

@@ -125,19 +125,13 @@ class Run:
             self.timings["fixtures"] = time.perf_counter() - schema_done
 
     # -- real commits ------------------------------------------------------------
-    def enter_committed(self) -> None:
+    def enter_committed(self, *, replay: bool = True) -> list[Scope]:
         """Leave the run's transaction: schema, fixtures and the open scopes'
-        setup, made again for real, on an engine of ordinary connections."""
+        setup, made again for real, on an engine of ordinary connections.
+        ``replay`` false: the open scopes are the caller's to reopen (they
+        are returned either way)."""
         parts, transaction = self.parts, self.transaction
-        if parts.parallel and parts.namespace_sql:
-            # Their tables are made for real where any connection finds them,
-            # as in production: in the database's own schema, which workers
-            # sharing the database would all make them in.
-            raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
-                             "database: run these tests without parallel workers (nose2 -N, pytest -n)")
-        if not parts.backend.supports_real_commits:
-            raise SetupError("real commits", f"other connections cannot open {self.connection.masked_url} (it "
-                             "lives in the run's connection only): use a file (sqlite:///tests.db) or a server")
+        self.check_real_commits()
         with transaction.quiet():
             inner = parts.scopes.close_all()
         transaction.abandon()
@@ -147,10 +141,26 @@ class Run:
         parts.redirection.point(mode.engine)
         parts.scopes.push(Scope(parts.database, 0, None, mode.engine, real_commits=True))
         mode.build()
-        parts.scopes.replay(inner, mode)
+        if replay:
+            parts.scopes.replay(inner, mode)
+        return inner
 
-    def return_to_transaction(self) -> None:
-        """After the scope that asked for real commits: the run's transaction again."""
+    def check_real_commits(self) -> None:
+        """Raise the :class:`SetupError` of a run that cannot give real commits."""
+        parts = self.parts
+        if parts.parallel and parts.namespace_sql:
+            # Their tables are made for real where any connection finds them,
+            # as in production: in the database's own schema, which workers
+            # sharing the database would all make them in.
+            raise SetupError("real commits", "they cannot be given to parallel workers, which share one "
+                             "database: run these tests without parallel workers (nose2 -N, pytest -n)")
+        if not parts.backend.supports_real_commits:
+            raise SetupError("real commits", f"other connections cannot open {self.connection.masked_url} (it "
+                             "lives in the run's connection only): use a file (sqlite:///tests.db) or a server")
+
+    def return_to_transaction(self, *, replay: bool = True) -> list[Scope]:
+        """After the scope that asked for real commits: the run's transaction
+        again (``replay`` false: the open scopes, returned, are the caller's to reopen)."""
         parts, mode = self.parts, self.mode
         inner = parts.scopes.close_all()
         if isinstance(mode, CommittedMode):
@@ -158,13 +168,21 @@ class Run:
         self.mode = self.transaction
         parts.watch.checking = True
         parts.redirection.point(self.transaction.engine)
-        self._rebuild(inner)
+        if replay:
+            self._rebuild(inner)
+        else:
+            self.open_afresh()
+        return inner
 
     def _rebuild(self, inner: list[Scope]) -> None:
         """The run's transaction made afresh, and the ``inner`` scopes
         (closed before) reopened in it with their setup run again."""
-        self.open()
+        self.open_afresh()
         self.parts.scopes.replay(inner, self.transaction)
+
+    def open_afresh(self) -> None:
+        """:meth:`open` again, after a repair or a refresh; the scopes are the caller's to reopen."""
+        self.open()
         if self.refresher is not None:
             self.refresher.built()  # the tables are new: growth counts from here
 

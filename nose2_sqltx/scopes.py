@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from .errors import AsyncDriverRequiredError, NotActiveError, ScopeEndedError, StrayAccessError
+from .errors import AsyncDriverRequiredError, NotActiveError, ScopeEndedError, StrayAccessError, UnknownDatabaseError
 from .redirect import Redirection
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __unittest = True
 
-__all__ = ["Scope", "ScopeStack", "ScopeOwner", "Mode", "After"]
+__all__ = ["Scope", "ScopeStack", "ScopeOwner", "Mode", "After", "Databases"]
 
 
 class ScopeOwner(Protocol):
@@ -114,6 +114,8 @@ class Scope:
         #: scope's end (its parent's)
         self.sequences: dict[str, int | None] | None = None
         self.restore_sequences: dict[str, int | None] | None = None
+        #: the scopes opened with this one on the run's other databases (``[sqltx:<name>]``), by name
+        self.databases: Databases = Databases()
         self._connection: Connection | None = None
         self._session: Session | None = None
         self._async: dict[str, Any] = {}
@@ -213,6 +215,14 @@ class Scope:
         return f"<Scope depth={self.depth} {'closed' if self.closed else 'open'}>"
 
 
+class Databases(dict[str, "Scope"]):
+    """A scope's counterparts on the run's other databases, by name; an
+    unknown name is an :class:`~nose2_sqltx.errors.UnknownDatabaseError`."""
+
+    def __missing__(self, name: str) -> Scope:
+        raise UnknownDatabaseError(name, tuple(self))
+
+
 class ScopeStack:
     """The open scopes, outermost (the run's) first."""
 
@@ -284,9 +294,13 @@ class ScopeStack:
         """Reopen ``scopes`` (callers hold these objects) in ``mode``,
         outermost first, running their setup again."""
         for scope in scopes:
-            scope.reopen(len(self._scopes), mode.engine, real_commits=mode.real_commits)
-            mode.enter_scope(scope)
-            self.push(scope)
+            self.reopen(scope, mode)
             if scope.setup is not None:
                 scope.setup()
             scope.after_setup = len(scope.queries)
+
+    def reopen(self, scope: Scope, mode: Mode) -> None:
+        """Reopen ``scope`` (closed by :meth:`close_all`) as the innermost, in ``mode``; its setup is the caller's."""
+        scope.reopen(len(self._scopes), mode.engine, real_commits=mode.real_commits)
+        mode.enter_scope(scope)
+        self.push(scope)

@@ -23,7 +23,7 @@ several connections that see each other's data) asks for them with
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Connection, Engine
@@ -131,6 +131,11 @@ class DatabaseTest:
     ``self.engine``: an Engine whose every connection is the test transaction
     (apps that open their own connections or Sessions).
 
+    ``self.databases``: the test's scopes on the run's other databases
+    (``[sqltx:<name>]`` sections), by name, each with its own ``session``,
+    ``connection``, ``engine`` and ``queries``:
+    ``self.databases["analytics"].session``.
+
     ``self.queries``: the SQL the test has sent so far (through these
     handles and the app's redirected engines), one string per statement;
     :meth:`assertNumQueries` counts them.
@@ -158,6 +163,7 @@ class DatabaseTest:
     session: Session = _Handle("session")  # type: ignore[assignment]
     connection: Connection = _Handle("connection")  # type: ignore[assignment]
     engine: Engine = _Handle("engine")  # type: ignore[assignment]
+    databases: Mapping[str, Scope] = _Handle("databases")  # type: ignore[assignment]
 
     @classmethod
     def setUpTestData(cls) -> None:

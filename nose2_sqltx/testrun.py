@@ -10,13 +10,19 @@ worker), and at the end roll back, stop the server and say how it went.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
 
 from .config import Loaded, Settings, load_objects
 from .driver_match import run_url
+from .environment import NAMED_DSN_ENV
+from .errors import ConfigError
 from .isolation import IsolatedDatabase
+from .messages import mask_url
 from .server import TemporaryPostgres
 
 __unittest = True
@@ -25,11 +31,11 @@ __all__ = ["TestRun", "make_database"]
 
 
 def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int = 0,
-                  trusted: bool = False) -> IsolatedDatabase:
+                  trusted: bool = False, others: Mapping[str, IsolatedDatabase] | None = None) -> IsolatedDatabase:
     """The run's :class:`IsolatedDatabase` as ``settings`` describe it.
     ``parallel``: a parallel worker's run, one of this many; ``trusted``:
     the database is the run's own throwaway server (the production guard
-    has nothing to protect)."""
+    has nothing to protect); ``others``: the run's other databases."""
     return IsolatedDatabase(
         url, metadata=() if settings.check_migrations else loaded.metadata,
         models=loaded.metadata if settings.check_migrations else (), fixtures=loaded.fixtures,
@@ -38,8 +44,28 @@ def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int
         allow_databases=settings.allow_databases, trusted=trusted,
         lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
         reset_sequences=settings.reset_sequences, schemas=settings.schemas, show_queries=settings.show_queries,
-        flask_session=settings.flask_session,
+        flask_session=settings.flask_session, others=others,
     )
+
+
+def _where(url: URL) -> tuple[Any, ...] | None:
+    """Which database ``url`` names (None: one of its own, an in-memory SQLite)."""
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        return None
+    return (url.get_backend_name(), url.host, url.port, url.query.get("host"), url.query.get("port"), url.database)
+
+
+def _database_on_server(server: URL, name: str) -> URL:
+    """``server`` (the run's throwaway server) with a database ``name`` on it, made if it is not there yet."""
+    url = server.set(database=name)
+    engine = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}) is None:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return url
 
 
 class TestRun:
@@ -92,11 +118,13 @@ class TestRun:
         On an error nothing is left running."""
         try:
             loaded = load_objects(self.settings)  # a typo should not cost a server start
+            named = [(name, settings, load_objects(settings)) for name, settings in self.settings.databases]
             url = self.start_server()
             self.url = url if matched else run_url(url, self.settings, loaded, async_tests=async_tests,
                                                    throwaway=self.throwaway)
-            self.database = make_database(self.settings, self.url, loaded,
-                                          parallel=self.workers if self.worker else 0, trusted=self.throwaway)
+            parallel = self.workers if self.worker else 0
+            self.database = make_database(self.settings, self.url, loaded, parallel=parallel,
+                                          trusted=self.throwaway, others=self._others(named, parallel))
             self.database.start()
         except BaseException:
             self.database = None
@@ -111,16 +139,41 @@ class TestRun:
         worker. Connects once and makes nothing; the server (if one was
         started) stays up for the workers. Returns the URL they should use."""
         loaded = load_objects(self.settings)
+        named = [(name, settings, load_objects(settings)) for name, settings in self.settings.databases]
         url = self.start_server()
         self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=self.throwaway)
         self.preflighted = make_database(self.settings, self.url, loaded, parallel=self.workers,
-                                         trusted=self.throwaway)
+                                         trusted=self.throwaway, others=self._others(named, self.workers))
         try:
             self.preflighted.preflight()
         except BaseException:
             self.preflighted.close_preflight()
             raise
         return self.url
+
+    def _others(self, named: list[tuple[str, Settings, Loaded]], parallel: int) -> dict[str, IsolatedDatabase]:
+        """The run's other databases (``[sqltx:<name>]``), not started. One
+        with no dsn, in a run on a throwaway server, is a database of that
+        name on the server; no two of the run's databases may be one."""
+        assert self.url is not None
+        taken = {_where(self.url): "[sqltx]"}
+        others = {}
+        for name, settings, loaded in named:
+            url, trusted = settings.url, False
+            if url is None:
+                if not self.throwaway:
+                    raise ConfigError("dsn", None, "is not set, and the run's database is not a throwaway server "
+                                      "to make this one on", f"Set dsn under [sqltx:{name}] (or "
+                                      f"{NAMED_DSN_ENV.format(name.upper())})", section=f"sqltx:{name}")
+                url, trusted = _database_on_server(self.url, name), True
+            where = _where(url)
+            if where is not None and where in taken:
+                raise ConfigError(settings.dsn_source, mask_url(url), f"is the database of {taken[where]} too: each "
+                                  "database of the run must be one of its own", "Give each section the URL of "
+                                  "a database of its own", section=f"sqltx:{name}")
+            taken[where] = f"[sqltx:{name}]"
+            others[name] = make_database(settings, url, loaded, parallel=parallel, trusted=trusted)
+        return others
 
     def stop(self) -> list[Exception]:
         """Roll back and close, stop the server; the problems found (the run

@@ -70,7 +70,8 @@ def open_run(what: str) -> IsolatedDatabase:
         section = find_section(os.getcwd())
         if section is not None and not section.active:
             raise NotActiveError(what, runner="unittest", switched_off_in=section.path)
-        settings = Settings.from_options(section.options if section is not None else ())
+        settings = Settings.from_options(section.options if section is not None else (),
+                                         databases=section.databases if section is not None else ())
         if settings.shard is not None and settings.shard.total > 1:
             print(f"{PREFIX}: warning: shard {settings.shard} (from {settings.shard.source}) is not taken: "
                   "python -m unittest has no hook to choose the tests it runs, so this process runs all it was "

@@ -128,6 +128,61 @@ class TestSettings(unittest.TestCase):
         self.assertIn("u:***@h/d", repr(s))
 
 
+class TestDatabaseSections(unittest.TestCase):
+    """[sqltx:<name>]: the run's other databases."""
+
+    def test_a_section_has_its_keys_and_its_environment_variable(self):
+        s = Settings.from_options([("dsn", "postgresql://u@h/main")], {"SQLTX_DSN_ANALYTICS": "sqlite:///a.db"},
+                                  databases=[("analytics", [("metadata", "app:AnalyticsBase"),
+                                                            ("dsn", "postgresql://u@h/file")])])
+        ((name, analytics),) = s.databases
+        self.assertEqual(name, "analytics")
+        self.assertEqual(analytics.metadata, ("app:AnalyticsBase",))
+        self.assertEqual(analytics.url.get_backend_name(), "sqlite")  # the environment wins
+        self.assertEqual(analytics.dsn_source, "SQLTX_DSN_ANALYTICS")
+        self.assertEqual(s.url.database, "main")
+        # SQLTX_DSN is [sqltx]'s alone
+        s = Settings.from_options([], {"SQLTX_DSN": "postgresql://u@h/main"}, databases=[("analytics", [])])
+        self.assertIsNone(s.databases[0][1].url)
+
+    def test_errors_name_the_section(self):
+        with self.assertRaises(ConfigError) as caught:
+            Settings.from_options([], {}, databases=[("analytics", [("lock-timeout", "10")])])
+        self.assertEqual(str(caught.exception), "[sqltx:analytics] lock-timeout = 10: the unit is missing. "
+                                                "Write 10s or 10ms (0 turns it off)")
+        with self.assertRaises(ConfigError) as caught:
+            Settings.from_options([], {"SQLTX_DSN_ANALYTICS": "oracle://u@h/d"}, databases=[("analytics", [])])
+        self.assertTrue(str(caught.exception).startswith("environment variable SQLTX_DSN_ANALYTICS = "),
+                        str(caught.exception))
+        with self.assertRaises(ConfigError) as caught:
+            Settings.from_options([], {}, databases=[("analytics", [("keep-server", "true")])])
+        self.assertIn("applies to the whole run", str(caught.exception))
+        for name in ("Analytics", "2nd", "a-b", ""):
+            with self.subTest(name=name), self.assertRaises(ConfigError):
+                Settings.from_options([], {}, databases=[(name, [])])
+
+    def test_a_database_section_without_sqltx(self):
+        with self.assertRaises(ConfigError) as caught:
+            check_sections(["unittest", "sqltx:analytics"])
+        self.assertIn("section [sqltx:analytics]: is set, and there is no [sqltx] section", str(caught.exception))
+        check_sections(["unittest", "sqltx", "sqltx:analytics"])  # both: fine
+
+    def test_pyproject_tables_inside_tool_sqltx(self):
+        import tempfile
+        from pathlib import Path
+
+        from nose2_sqltx.config_files import find_section
+
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "pyproject.toml").write_text('[tool.sqltx]\nmetadata = ["app:Base"]\n\n'
+                                                   '[tool.sqltx.analytics]\nmetadata = "app:Other"\n'
+                                                   'reset-sequences = true\n')
+            section = find_section(tmp)
+        self.assertEqual(section.options, (("metadata", "app:Base"),))
+        self.assertEqual(section.databases, (("analytics", (("metadata", "app:Other"),
+                                                            ("reset-sequences", "true"))),))
+
+
 class TestMask(unittest.TestCase):
     def test_masks(self):
         cases = {
