@@ -314,9 +314,10 @@ class Settings:
         try:
             return cls._from_options(options, environ, {"dsn": NAMED_DSN_ENV.format(name.upper())})
         except ConfigError as exc:
-            if exc.key.startswith("[") or exc.key.isupper():
+            error = exc.in_section(section)
+            if error is exc:
                 raise
-            raise ConfigError(exc.key, exc.value, exc.problem, exc.fix, section=section) from exc
+            raise error from exc
 
     @classmethod
     def _from_options(cls, options: Iterable[tuple[str, str]], environ: Mapping[str, str],

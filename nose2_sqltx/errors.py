@@ -77,6 +77,13 @@ class ConfigError(SqltxError, ValueError):
                  f"environment variable {key}" if key.isupper() else f"[{section}] {key}")
         super().__init__(f"{where}{shown}: {problem}. {fix}")
 
+    def in_section(self, section: str) -> ConfigError:
+        """This error, about a key of ``[section]`` (``sqltx:analytics``) instead
+        of ``[sqltx]``; itself if it is about a section, a variable or an option."""
+        if self.key.startswith(("[", "--")) or self.key.isupper():
+            return self
+        return ConfigError(self.key, self.value, self.problem, self.fix, section=section)
+
 
 class NotActiveError(SqltxError, RuntimeError):
     """Database access was asked for while no isolated database is running."""

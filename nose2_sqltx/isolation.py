@@ -178,7 +178,7 @@ class IsolatedDatabase:
     :class:`~nose2_sqltx.errors.ConfigError`, not a second name for this one.
     When code under test ends one database's transaction, and into and out
     of real commits, all of them are built afresh together, so that a
-    class's data is made once in each. Sync drivers only.
+    class's data is made once in each.
 
     Writes through any other Engine of the process are refused while the run
     is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
@@ -216,12 +216,6 @@ class IsolatedDatabase:
         self.name: str | None = None
         for name, other in self.others.items():
             other.name = name
-            for database in (self, other):
-                if database.backend.is_async:
-                    raise ConfigError(f"[sqltx:{name}]" if database is other else "dsn", database.masked_url,
-                                      "is an async driver's: a run with several databases takes sync drivers "
-                                      "only", "Use a sync driver (postgresql+psycopg2://, mysql+pymysql://, "
-                                      "sqlite://) for every database of the run")
         self.reset_sequences = reset_sequences
         #: a failed test's error gets the SQL its scope sent as a note (see :meth:`annotate`)
         self.show_queries = show_queries

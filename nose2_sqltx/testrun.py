@@ -58,7 +58,9 @@ def _where(url: URL) -> tuple[Any, ...] | None:
 def _database_on_server(server: URL, name: str) -> URL:
     """``server`` (the run's throwaway server) with a database ``name`` on it, made if it is not there yet."""
     url = server.set(database=name)
-    engine = create_engine(server, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    # (psycopg2, which the package installs: the run's own driver may be an async one)
+    engine = create_engine(server.set(drivername="postgresql+psycopg2"), poolclass=NullPool,
+                           isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             if conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name}) is None:
@@ -123,8 +125,12 @@ class TestRun:
             self.url = url if matched else run_url(url, self.settings, loaded, async_tests=async_tests,
                                                    throwaway=self.throwaway)
             parallel = self.workers if self.worker else 0
+            if matched and self.url.get_dialect().is_async:
+                # (a worker sees only its share of the test classes: the main process saw async ones)
+                async_tests = async_tests or "an AsyncDatabaseTest class of the run"
+            others = self._others(named, parallel, async_tests)
             self.database = make_database(self.settings, self.url, loaded, parallel=parallel,
-                                          trusted=self.throwaway, others=self._others(named, parallel))
+                                          trusted=self.throwaway, others=others)
             self.database.start()
         except BaseException:
             self.database = None
@@ -143,7 +149,7 @@ class TestRun:
         url = self.start_server()
         self.url = run_url(url, self.settings, loaded, async_tests=async_tests, throwaway=self.throwaway)
         self.preflighted = make_database(self.settings, self.url, loaded, parallel=self.workers,
-                                         trusted=self.throwaway, others=self._others(named, self.workers))
+                                         trusted=self.throwaway, others=self._others(named, self.workers, async_tests))
         try:
             self.preflighted.preflight()
         except BaseException:
@@ -151,10 +157,12 @@ class TestRun:
             raise
         return self.url
 
-    def _others(self, named: list[tuple[str, Settings, Loaded]], parallel: int) -> dict[str, IsolatedDatabase]:
-        """The run's other databases (``[sqltx:<name>]``), not started. One
-        with no dsn, in a run on a throwaway server, is a database of that
-        name on the server; no two of the run's databases may be one."""
+    def _others(self, named: list[tuple[str, Settings, Loaded]], parallel: int,
+                async_tests: str | None) -> dict[str, IsolatedDatabase]:
+        """The run's other databases (``[sqltx:<name>]``), not started, each
+        URL's driver matched as the run's own is (``async_tests``). One with no
+        dsn, in a run on a throwaway server, is a database of that name on
+        the server; no two of the run's databases may be one."""
         assert self.url is not None
         taken = {_where(self.url): "[sqltx]"}
         others = {}
@@ -166,6 +174,10 @@ class TestRun:
                                       "to make this one on", f"Set dsn under [sqltx:{name}] (or "
                                       f"{NAMED_DSN_ENV.format(name.upper())})", section=f"sqltx:{name}")
                 url, trusted = _database_on_server(self.url, name), True
+            try:
+                url = run_url(url, settings, loaded, async_tests=async_tests, throwaway=trusted)
+            except ConfigError as exc:
+                raise exc.in_section(f"sqltx:{name}") from exc
             where = _where(url)
             if where is not None and where in taken:
                 raise ConfigError(settings.dsn_source, mask_url(url), f"is the database of {taken[where]} too: each "

@@ -141,6 +141,30 @@ class TestTwoDatabases(DatabasesTest):
         self.assertDatabaseUnchanged()
 
 
+class TestAsync(DatabasesTest):
+    def test_two_databases_with_async_drivers(self):
+        """AsyncDatabaseTest over two databases: the app's async_sessionmaker
+        bound to both, class data in both, a raw COMMIT in one rebuilding
+        both (the test after it checks the class's data, once)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            for analytics in (second_dsn("asyncpg"), f"sqlite+aiosqlite:///{tmp}/analytics.db",
+                              second_dsn("psycopg")):  # (psycopg 3: used asynchronously, as the run's own)
+                with self.subTest(analytics=make_url(analytics).drivername):
+                    run = self.run_two(f"{SCENARIO}/async", main=dsn("asyncpg"), analytics=analytics, expect=1)
+                    self.assertRan(run, 3)
+                    self.assertIn("FAILED (errors=1)", run.stderr)
+                    self.assertIn("test_c_after_it (test_async_two.TestAsyncTwo.test_c_after_it) ... ok", run.stderr)
+                    self.assertIn("nose2-sqltx: in [sqltx:analytics]'s database", run.stderr)
+            self.assertEqual(os.listdir(tmp), [], "the SQLite file was left behind")
+
+    def test_parallel_workers_match_the_second_driver_too(self):
+        run = self.run_two(f"{SCENARIO}/async", "-N", "2", main=dsn("asyncpg"), analytics=second_dsn("psycopg"),
+                           expect=1)
+        self.assertRan(run, 3)
+        self.assertIn("[sqltx:analytics] PostgreSQL ", run.stderr)
+        self.assertIn("postgresql+psycopg_async://", run.stderr)
+
+
 class TestEndedInOne(DatabasesTest):
     def test_a_raw_commit_in_either_rebuilds_both(self):
         """The test that committed fails; the next ones find the class's data
@@ -228,7 +252,6 @@ class TestBadInput(DatabasesTest):
         password = make_url(dsn()).set(password=self.SECRET)
         same = password.render_as_string(hide_password=False)
         masked = password.render_as_string(hide_password=True)
-        second = password.set(database=SECOND)
         cases = [
             ({"SQLTX_DSN_ANALYTICS": ""},
              "[sqltx:analytics] dsn: is not set, and the run's database is not a throwaway server to make this one "
@@ -236,10 +259,6 @@ class TestBadInput(DatabasesTest):
             ({"SQLTX_DSN": same, "SQLTX_DSN_ANALYTICS": same},
              f"environment variable SQLTX_DSN_ANALYTICS = {masked}: is the database of [sqltx] too: each database of "
              "the run must be one of its own. Give each section the URL of a database of its own"),
-            ({"SQLTX_DSN_ANALYTICS": second.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)},
-             f"section [sqltx:analytics] = {second.set(drivername='postgresql+asyncpg').render_as_string()}: is an "
-             "async driver's: a run with several databases takes sync drivers only. Use a sync driver "
-             "(postgresql+psycopg2://, mysql+pymysql://, sqlite://) for every database of the run"),
         ]
         for env, expected in cases:
             with self.subTest(env=sorted(env)):

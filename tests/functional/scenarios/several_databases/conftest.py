@@ -1,3 +1,3 @@
 """pytest collects the tests of this directory only: the subdirectories are scenarios of their own."""
 
-collect_ignore = ["ended", "flask_binds", "hold", "realcommits", "toml"]
+collect_ignore = ["async", "ended", "flask_binds", "hold", "realcommits", "toml"]
