@@ -20,13 +20,12 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nose2_sqltx
-from bench.common import spread
+from bench.common import print_spread, timed
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres
 
 ENV_PY = '''from alembic import context
@@ -75,12 +74,6 @@ def make_project(directory: Path, revisions: int, tables: int) -> Path:
     return ini
 
 
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7, help="rounds of each kind (default 7)")
@@ -116,10 +109,7 @@ def main() -> int:
                 server.stop()
     print(f"nose2-sqltx {nose2_sqltx.__version__}, PostgreSQL {version}, Python {platform.python_version()}, "
           f"{os.cpu_count()} cores; {args.revisions} Alembic revisions over {args.tables} tables, {args.rounds} rounds")
-    print(f"{'':28} {'median':>8} {'p10':>8} {'p90':>8}")
-    for name, values in samples.items():
-        median, p10, p90 = spread(values)
-        print(f"{name:28} {median:8.3f} {p10:8.3f} {p90:8.3f}")
+    print_spread(samples)
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,6 +26,22 @@ def spread(values: list[float]) -> tuple[float, float, float]:
     """Median, 10th and 90th percentile."""
     deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
     return statistics.median(values), deciles[0], deciles[-1]
+
+
+def timed(fn):
+    """(seconds ``fn()`` took, its result)."""
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def print_spread(samples: dict[str, list[float]]) -> None:
+    """One line per kind: its median, p10 and p90, in seconds."""
+    width = max(len(name) for name in samples) + 2
+    print(f"{'':{width}} {'median':>8} {'p10':>8} {'p90':>8}")
+    for name, values in samples.items():
+        median, p10, p90 = spread(values)
+        print(f"{name:{width}} {median:8.3f} {p10:8.3f} {p90:8.3f}")
 
 
 @contextmanager

@@ -17,21 +17,14 @@ import os
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nose2_sqltx
-from bench.common import chain_schema, spread
+from bench.common import chain_schema, print_spread, timed
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres
 from nose2_sqltx.postmaster import default_base_dir
-
-
-def timed(fn):
-    started = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - started, result
 
 
 def main() -> int:
@@ -70,10 +63,7 @@ def main() -> int:
             server.stop()
     print(f"nose2-sqltx {nose2_sqltx.__version__}, PostgreSQL {pg.version}, Python {platform.python_version()}, "
           f"{os.cpu_count()} cores, server directory under {default_base_dir()}, {args.rounds} rounds")
-    print(f"{'':22} {'median':>8} {'p10':>8} {'p90':>8}")
-    for name, values in samples.items():
-        median, p10, p90 = spread(values)
-        print(f"{name:22} {median:8.3f} {p10:8.3f} {p90:8.3f}")
+    print_spread(samples)
     return 0
 
 
