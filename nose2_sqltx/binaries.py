@@ -28,8 +28,8 @@ from .errors import ServerBinariesNotFoundError, ServerStartError
 
 __unittest = True
 
-__all__ = ["find_bindir", "wheel_bindir", "is_wheel_bindir", "WHEEL", "ServerAccount", "server_account",
-           "unreachable_parent", "chown_tree", "cannot_run", "run_as"]
+__all__ = ["find_bindir", "major_version", "wheel_bindir", "is_wheel_bindir", "WHEEL", "ServerAccount",
+           "server_account", "unreachable_parent", "chown_tree", "cannot_run", "run_as"]
 
 #: what ``pg-bindir`` says to take the binaries of the ``[server]`` extra even where the system has its own
 WHEEL = "wheel"
@@ -100,15 +100,69 @@ def _from_wheel(looked: list[str]) -> Path:
     return bindir
 
 
-def find_bindir(configured: str | None = None) -> Path:
+def major_version(bindir: Path) -> int | None:
+    """The PostgreSQL major version of ``bindir``'s ``postgres`` (None: it does not say)."""
+    try:
+        out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(\d+)(?:\.\d+)*", out)
+    return int(match.group(1)) if match else None
+
+
+def find_bindir(configured: str | None = None, version: int | None = None) -> Path:
     """The directory holding ``initdb`` and ``postgres``.
 
     ``configured`` (or ``$SQLTX_PG_BINDIR``) wins and must be right
     (:data:`WHEEL`, ``wheel``: the ``[server]`` extra's); otherwise ``pg_config
     --bindir``, the usual install locations (newest version first), ``PATH``
-    and the ``[server]`` extra's wheel are tried in that order.
+    and the ``[server]`` extra's wheel are tried in that order. ``version``
+    (``server-version``): the first of them whose PostgreSQL has that major
+    version, or a :class:`ServerBinariesNotFoundError` naming those found.
     """
     configured = os.environ.get(PG_BINDIR_ENV) or configured
+    if version is not None:
+        return _of_version(version, configured)
+    return _first_bindir(configured)
+
+
+def _of_version(version: int, configured: str | None) -> Path:
+    candidates = [_first_bindir(configured)] if configured else _candidates()
+    found = []
+    for bindir in candidates:
+        major = major_version(bindir)
+        if major == version:
+            return bindir
+        found.append(f"PostgreSQL {major} in {bindir}" if major else str(bindir))
+    raise ServerBinariesNotFoundError(
+        found, f"Install PostgreSQL {version} and name its bin directory in pg-bindir, change server-version to "
+        "one of those found, or remove it",
+        version=version)
+
+
+def _candidates() -> list[Path]:
+    """Every bin directory with a server, in :func:`find_bindir`'s order."""
+    found: list[Path] = []
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        try:
+            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        if out:
+            found.append(Path(out))
+    for pattern in _BINDIR_PATTERNS:
+        found.extend(Path(p) for p in sorted(glob.glob(pattern), key=_version_key, reverse=True))
+    postgres = shutil.which("postgres")
+    if postgres:
+        found.append(Path(os.path.realpath(postgres)).parent)
+    wheel = wheel_bindir()
+    if wheel is not None:
+        found.append(wheel)
+    return [bindir for bindir in dict.fromkeys(found) if _has_server(bindir)]
+
+
+def _first_bindir(configured: str | None) -> Path:
     if configured and configured.strip().lower() == WHEEL:
         return _from_wheel([])
     if configured:
@@ -116,29 +170,12 @@ def find_bindir(configured: str | None = None) -> Path:
         if _has_server(path):
             return path
         raise ServerBinariesNotFoundError([str(path)], _INSTALL_HINT)
-    looked: list[str] = []
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        looked.append("pg_config --bindir")
-        try:
-            out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            out = ""
-        if out and _has_server(Path(out)):
-            return Path(out)
-    for pattern in _BINDIR_PATTERNS:
-        looked.append(pattern)
-        for candidate in sorted(glob.glob(pattern), key=_version_key, reverse=True):
-            if _has_server(Path(candidate)):
-                return Path(candidate)
-    looked.append("PATH")
-    found = shutil.which("postgres")
-    if found:
-        bindir = Path(os.path.realpath(found)).parent
-        if _has_server(bindir):
-            return bindir
+    candidates = _candidates()
+    if candidates:
+        return candidates[0]
+    looked = ["pg_config --bindir", *_BINDIR_PATTERNS, "PATH"]
     if wheel_bindir() is not None:
-        return _from_wheel(looked)
+        return _from_wheel(looked)  # installed, but its programs cannot run here: say so
     raise ServerBinariesNotFoundError([*looked, "the nose2-sqltx[server] extra"], _INSTALL_HINT)
 
 

@@ -30,6 +30,7 @@ from .environment import (
     NAMED_DSN_ENV,
     PG_BINDIR_ENV,
     SERVER_DIR_ENV,
+    SERVER_VERSION_ENV,
     SHARD_ENV,
 )
 from .errors import ConfigError
@@ -49,7 +50,8 @@ WORKERS_KEY = "sqltx-workers"
 KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
-    "pg-bindir", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences", "shard",
+    "pg-bindir", "server-version", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences",
+    "shard",
     "durations", "schemas", "show-queries", "check-migrations", "only-database-tests",
     "flask-session", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
@@ -78,6 +80,8 @@ KEY_HELP = {
     "alembic": "path of an alembic.ini: the schema from alembic upgrade head, instead of metadata",
     "allow-database": "database names the production guard lets through",
     "pg-bindir": "throwaway server: the directory with initdb and postgres; wheel: the [server] extra's",
+    "server-version": "throwaway server: the PostgreSQL major version to run (16, 18), among the system's and the "
+                      "[server] extra's",
     "keep-server": "throwaway server: leave it running for the next run (true/false)",
     "server-tcp": "throwaway server: also listen on 127.0.0.1 (true/false)",
     "server-dir": "throwaway server: where its directory is made",
@@ -100,6 +104,7 @@ KEY_HELP = {
 ENVIRONMENT = {
     "dsn": DSN_ENV,
     "pg-bindir": PG_BINDIR_ENV,
+    "server-version": SERVER_VERSION_ENV,
     "keep-server": KEEP_SERVER_ENV,
     "server-dir": SERVER_DIR_ENV,
     "allow-database": ALLOW_DATABASE_ENV,
@@ -172,6 +177,14 @@ def _parse_choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def _parse_version(raw: str, source: str) -> int | None:
+    if not raw.strip():
+        return None
+    if not re.fullmatch(r"\s*\d{2}\s*", raw) or int(raw) < 10:
+        raise ConfigError(source, raw, "not a PostgreSQL major version", "Write the major version alone: 16, 17 or 18")
+    return int(raw)
+
+
 def _parse_bool(key: str, raw: str) -> bool:
     value = raw.strip().lower()
     if value in _TRUE:
@@ -215,6 +228,7 @@ class Settings:
     ``lock_timeout_ms``   how long a statement waits for a lock (0: the server's default)
     ``statement_timeout_ms``  how long a statement may run (0: off; not on SQLite)
     ``pg_bindir``         where the throwaway server's binaries are (default: found)
+    ``server_version``    the throwaway server's PostgreSQL major version (default: the first found)
     ``keep_server``       leave the throwaway server running for the next run
     ``server_tcp``        the throwaway server also listens on 127.0.0.1
     ``server_dir``        where the throwaway server's directory goes
@@ -239,6 +253,7 @@ class Settings:
     lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS
     statement_timeout_ms: int = DEFAULT_STATEMENT_TIMEOUT_MS
     pg_bindir: str | None = None
+    server_version: int | None = None
     keep_server: bool = False
     server_tcp: bool = False
     server_dir: str | None = None
@@ -380,6 +395,7 @@ class Settings:
             lock_timeout_ms=duration("lock-timeout", DEFAULT_LOCK_TIMEOUT_MS),
             statement_timeout_ms=duration("statement-timeout", DEFAULT_STATEMENT_TIMEOUT_MS),
             pg_bindir=with_env("pg-bindir")[0] or None,
+            server_version=_parse_version(*with_env("server-version")),
             keep_server=_parse_bool(keep_source, keep),
             server_tcp=_parse_bool("server-tcp", one("server-tcp", "false")),
             server_dir=with_env("server-dir")[0] or None,

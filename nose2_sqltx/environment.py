@@ -16,6 +16,8 @@ NAMED_DSN_ENV = DSN_ENV + "_{}"
 SHARD_ENV = "SQLTX_SHARD"
 #: throwaway server: where ``initdb`` and ``postgres`` are; wins over ``pg-bindir``
 PG_BINDIR_ENV = "SQLTX_PG_BINDIR"
+#: throwaway server: the PostgreSQL major version to run (16, 18); wins over ``server-version``
+SERVER_VERSION_ENV = "SQLTX_SERVER_VERSION"
 #: throwaway server: leave it running for the next run; wins over ``keep-server``
 KEEP_SERVER_ENV = "SQLTX_KEEP_SERVER"
 #: throwaway server: where its directory is made; wins over ``server-dir``

@@ -6,7 +6,7 @@ says what happened, what was expected and how to fix it.
 
 from __future__ import annotations
 
-from .environment import ALLOW_DATABASE_ENV, DSN_ENV
+from .environment import ALLOW_DATABASE_ENV, DSN_ENV, SERVER_VERSION_ENV
 
 __unittest = True  # keep our frames out of test tracebacks
 
@@ -527,9 +527,18 @@ class ServerBinariesNotFoundError(SqltxError, FileNotFoundError):
     ``looked`` lists the places tried, ``hint`` how to install them.
     """
 
-    def __init__(self, looked: list[str], hint: str) -> None:
+    def __init__(self, looked: list[str], hint: str, version: int | None = None) -> None:
         self.looked = looked
         self.hint = hint
+        #: the major version asked for (``server-version``); ``looked`` then lists the servers found
+        self.version = version
+        if version is not None:
+            found = f"found {', '.join(looked)}" if looked else "found none at all"
+            super().__init__(
+                "no dsn is set, so nose2-sqltx starts a throwaway PostgreSQL server, but found no server binaries "
+                f"of PostgreSQL {version} (server-version, or {SERVER_VERSION_ENV}); {found}. {hint}"
+            )
+            return
         super().__init__(
             "no dsn is set, so nose2-sqltx starts a throwaway PostgreSQL server, but found no "
             f"server binaries (initdb and postgres); looked in: {', '.join(looked)}. {hint}"

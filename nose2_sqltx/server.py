@@ -51,7 +51,7 @@ from .binaries import (
     server_account,
     unreachable_parent,
 )
-from .environment import SERVER_DIR_ENV
+from .environment import CACHE_DIR_ENV, SERVER_DIR_ENV
 from .errors import NotActiveError, ServerStartError
 from .postmaster import (
     DIR_PREFIX,
@@ -108,7 +108,8 @@ class TemporaryPostgres:
     """A private PostgreSQL server for one run (a context manager).
 
     ``bindir``: where ``initdb`` and ``postgres`` are (default: found, see
-    :func:`find_bindir`). ``keep``: leave the server running at :meth:`stop`
+    :func:`find_bindir`); ``version``: a PostgreSQL major version, the
+    first found of it. ``keep``: leave the server running at :meth:`stop`
     and reuse it at the next :meth:`start` (stop it with
     ``python -m nose2_sqltx stop-server``). ``tcp``: also listen on a free
     port of 127.0.0.1. ``base_dir``: where the server's directory is made
@@ -116,8 +117,9 @@ class TemporaryPostgres:
     """
 
     def __init__(self, *, bindir: str | None = None, keep: bool = False, tcp: bool = False,
-                 base_dir: str | Path | None = None) -> None:
+                 base_dir: str | Path | None = None, version: int | None = None) -> None:
         self._bindir_setting = bindir
+        self._version_setting = version
         self.keep = keep
         self.tcp = tcp
         self.base_dir = Path(base_dir) if base_dir else default_base_dir()
@@ -130,6 +132,8 @@ class TemporaryPostgres:
         self._caching: threading.Thread | None = None
         self._pid: int | None = None
         self._owner = os.getpid()
+        #: why the initdb cache could not be written, if it could not (the summary says it)
+        self.cache_problem: str | None = None
 
     # -- public ----------------------------------------------------------------
     @property
@@ -147,7 +151,8 @@ class TemporaryPostgres:
 
     def describe(self) -> str:
         how = {"cold": "cold start with initdb", "warm": "warm start from the cache", "reused": "kept server reused"}
-        return f"throwaway server, {how.get(self.start_kind, self.start_kind)} in {self.timings.get('start', 0):.2f}s"
+        text = f"throwaway server, {how.get(self.start_kind, self.start_kind)} in {self.timings.get('start', 0):.2f}s"
+        return f"{text}; {self.cache_problem}" if self.cache_problem else text
 
     def __enter__(self) -> TemporaryPostgres:
         self.start()
@@ -160,7 +165,7 @@ class TemporaryPostgres:
     def start(self) -> None:
         """Start the server (or reuse a kept one); on any failure nothing is left."""
         started = time.perf_counter()
-        bindir = find_bindir(self._bindir_setting)
+        bindir = find_bindir(self._bindir_setting, self._version_setting)
         self.version = self._server_version(bindir)
         reap_orphans()
         key = self._cache_key(bindir)
@@ -295,8 +300,10 @@ class TemporaryPostgres:
             template.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(fresh, partial, symlinks=True)
             os.rename(partial, template)
-        except OSError:
+        except OSError as exc:
             shutil.rmtree(partial, ignore_errors=True)
+            self.cache_problem = (f"its cache {template.parent} cannot be written ({exc.strerror or exc}), so every "
+                                  f"start is a cold one: point {CACHE_DIR_ENV} at a writable directory")
         shutil.rmtree(fresh, ignore_errors=True)
 
     def _launch(self, bindir: Path, data: Path, account: ServerAccount | None) -> None:

@@ -103,7 +103,7 @@ class TestRun:
             return self.settings.url
         s = self.settings
         self.server = TemporaryPostgres(bindir=s.pg_bindir, keep=s.keep_server, tcp=s.server_tcp,
-                                        base_dir=s.server_dir)
+                                        base_dir=s.server_dir, version=s.server_version)
         self.server.start()
         return self.server.url
 

@@ -317,6 +317,41 @@ class TestServerFromTheWheel(ServerTest):
         self.assertIn(f"could not run {bindir}/postgres: Exec format error", proc.stderr)
         self.assertNothingLeft()
 
+    def test_server_version_picks_among_the_system_and_the_wheel(self):
+        from nose2_sqltx.binaries import find_bindir, major_version
+
+        system = major_version(find_bindir())
+        for version in sorted({system, 18}):
+            with self.subTest(version=version):
+                run = self.run_throwaway(env={"SQLTX_SERVER_VERSION": str(version)})
+                self.assertRegex(run.stderr, rf"nose2-sqltx: PostgreSQL {version}\.\d+ \(throwaway server")
+                self.assertNothingLeft()
+
+    def test_a_version_not_found_is_one_line(self):
+        run = self.run_throwaway(env={"SQLTX_SERVER_VERSION": "13"}, expect=2)
+        self.assertEqual(len(run.stderr.strip().splitlines()), 1, run.stderr)
+        self.assertIn("found no server binaries of PostgreSQL 13 (server-version, or SQLTX_SERVER_VERSION); found "
+                      "PostgreSQL ", run.stderr)
+        self.assertIn("PostgreSQL 18 in ", run.stderr)  # the wheel's, among those found
+        self.assertIn("change server-version to one of those found, or remove it", run.stderr)
+        run = self.run_throwaway(env={"SQLTX_SERVER_VERSION": "eighteen"}, expect=2)
+        self.assertEqual(run.stderr.strip(), "nose2-sqltx: error: environment variable SQLTX_SERVER_VERSION = "
+                                             "eighteen: not a PostgreSQL major version. Write the major version "
+                                             "alone: 16, 17 or 18")
+        self.assertNothingLeft()
+
+    def test_a_cache_that_cannot_be_written_is_said_in_the_summary(self):
+        tmp = tempfile.TemporaryDirectory(prefix="sqltx-test-cache-")
+        self.addCleanup(tmp.cleanup)
+        blocker = Path(tmp.name) / "a-file"
+        blocker.write_text("")
+        for _ in range(2):  # never warm: nothing can be cached
+            run = self.run_throwaway(env={"SQLTX_CACHE_DIR": str(blocker / "cache")})
+            self.assertIn("(throwaway server, cold start with initdb in ", run.stderr)
+            self.assertIn(f"; its cache {blocker}/cache cannot be written (Not a directory), so every start is a "
+                          "cold one: point SQLTX_CACHE_DIR at a writable directory)", run.stderr)
+            self.assertNothingLeft()
+
     def test_the_demo_on_a_machine_without_postgresql(self):
         """The README's first command, where the system has no PostgreSQL:
         scripts/demo installs the [server] extra and runs on its server."""
