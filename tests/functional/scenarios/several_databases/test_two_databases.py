@@ -7,8 +7,7 @@ from shop import AnalyticsAudit, Audit, Customer, Event, Order, abandoned_order,
 from sqlalchemy import create_engine, select, text
 
 import nose2_sqltx
-from nose2_sqltx import DatabaseTest
-from nose2_sqltx.errors import UnknownDatabaseError
+from nose2_sqltx import DatabaseTest, UnknownDatabaseError
 
 
 class TestTwoDatabases(DatabaseTest, unittest.TestCase):
