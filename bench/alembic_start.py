@@ -6,9 +6,11 @@ tables (the first revisions create the tables, each with a foreign key to
 the one before; the rest add a column and an index, round the tables), then
 times, each round, from nothing to the first test's savepoint: the server's
 start (cold: an empty initdb cache; warm: a cached one), connecting, and
-``alembic upgrade head`` in the run's transaction. Rounds interleave the
-kinds. Prints the median and the p10-p90 spread of each, in seconds, and of
-the migrations alone.
+``alembic upgrade head`` in the run's transaction. A third kind is warm
+with the schema cache, whose recording of the build (made before the
+rounds) is replayed instead of running the migrations. Rounds interleave
+the kinds. Prints the median and the p10-p90 spread of each, in seconds,
+and of the schema's build alone, from the migrations and from the cache.
 
     python bench/alembic_start.py --rounds 7 --revisions 200 --tables 60
 """
@@ -82,8 +84,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.revisions < args.tables:
         parser.error("--revisions must be at least --tables (the first revisions create the tables)")
-    samples: dict[str, list[float]] = {k: [] for k in ("cold: start to first test", "warm: start to first test",
-                                                         "migrations alone")}
+    kinds = {"cold": "cold: start to first test", "warm": "warm: start to first test",
+             "cached": "warm, schema cache: start to first test"}
+    samples: dict[str, list[float]] = {k: [] for k in (*kinds.values(), "migrations alone",
+                                                       "schema cache's replay alone")}
     with tempfile.TemporaryDirectory(prefix="sqltx-bench-alembic-") as tmp:
         ini = make_project(Path(tmp) / "project", args.revisions, args.tables)
         warm_cache = Path(tmp) / "warm-cache"
@@ -91,20 +95,27 @@ def main() -> int:
         with TemporaryPostgres() as pg:
             version = pg.version  # (and the warm cache filled)
 
-        def first_test() -> tuple[TemporaryPostgres, IsolatedDatabase]:
+        schema_cache = Path(tmp) / "schemas"
+
+        def first_test(cached: bool) -> tuple[TemporaryPostgres, IsolatedDatabase]:
             server = TemporaryPostgres()
             server.start()
-            database = IsolatedDatabase(server.url, alembic=str(ini), trusted=True)
+            database = IsolatedDatabase(server.url, alembic=str(ini), trusted=True,
+                                        schema_cache=schema_cache if cached else False)
             database.start()
             database.begin_scope()  # the first test's savepoint
             return server, database
 
+        server, database = first_test(True)  # (the recording the cached rounds replay)
+        database.stop()
+        server.stop()
         for round_ in range(args.rounds):
-            for kind in ("cold", "warm"):
+            for kind, label in kinds.items():
                 os.environ["SQLTX_CACHE_DIR"] = str(Path(tmp) / f"cold-{round_}" if kind == "cold" else warm_cache)
-                elapsed, (server, database) = timed(first_test)
-                samples[f"{kind}: start to first test"].append(elapsed)
-                samples["migrations alone"].append(database.timings.get("schema", 0.0))
+                elapsed, (server, database) = timed(lambda cached=(kind == "cached"): first_test(cached))
+                samples[label].append(elapsed)
+                build = "schema cache's replay alone" if kind == "cached" else "migrations alone"
+                samples[build].append(database.timings.get("schema", 0.0))
                 database.stop()
                 server.stop()
     print(f"nose2-sqltx {nose2_sqltx.__version__}, PostgreSQL {version}, Python {platform.python_version()}, "

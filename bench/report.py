@@ -3,7 +3,8 @@
 
 Runs, one after another, each on its own throwaway server: isolation.py
 (per-test cost of the strategies, with the chart), suite.py (whole suites
-through nose2), startup.py (the throwaway server), parallel.py (serial vs
+through nose2), startup.py (the throwaway server), alembic_start.py (a
+schema from 200 Alembic revisions, and the schema cache), parallel.py (serial vs
 -N 2), shared_database.py (1, 2 and 4 runs at once on one database),
 shards.py (a suite split in 4) and soak.py (20,000 tests, and the control).
 Their outputs go into the page as they were printed.
@@ -43,6 +44,7 @@ def main() -> int:
            "--markdown", "docs/isolation.md", "--chart", "docs/benchmarks.png"]
     suite = ["bench/suite.py", "--tests", "100" if q else "1000", "--tables", "30", "--rounds", "1"]
     startup = ["bench/startup.py", "--rounds", "3" if q else "15", "--tables", "100"]
+    alembic = ["bench/alembic_start.py", "--rounds", "3" if q else "9"]
     parallel = ["bench/parallel.py", "--rounds", "2" if q else "5", "--per-class", "40,100" if q else "40,400"]
     shared = ["bench/shared_database.py", "--rounds", "2" if q else "5"]
     shards = ["bench/shards.py", "--rounds", "1" if q else "3"]
@@ -53,6 +55,7 @@ def main() -> int:
     sections = [
         ("Whole suites through nose2", suite, run(suite)),
         ("The throwaway server: start-up (including create_all of 100 tables) and stop", startup, run(startup)),
+        ("A schema from 200 Alembic revisions: start to first test, and the schema cache", alembic, run(alembic)),
         ("Parallel runs: serial against -N 2", parallel, run(parallel)),
         ("Runs sharing one database: 1, 2 and 4 at once", shared, run(shared)),
         ("A suite split into 4 shards: by test counts and by the durations file", shards, run(shards)),

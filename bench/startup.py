@@ -3,8 +3,9 @@
 
 Each round runs, in turn: a cold start (empty cache: initdb), a warm start
 (cached data directory), and "plugin start to first test" (warm server
-start + connect + run transaction + create_all of a small schema), and
-times each stop. Rounds interleave the kinds so that machine drift hits all
+start + connect + run transaction + create_all of a small schema), the
+same with the schema cache (the recording of the build, made before the
+rounds, replayed instead of create_all), and times each stop. Rounds interleave the kinds so that machine drift hits all
 of them alike. Prints the median and the p10-p90 spread of each, in seconds.
 
     python bench/startup.py --rounds 15
@@ -33,11 +34,24 @@ def main() -> int:
     parser.add_argument("--tables", type=int, default=5, help="tables created in 'start to first test' (default 5)")
     args = parser.parse_args()
     metadata = chain_schema(args.tables)
-    samples: dict[str, list[float]] = {k: [] for k in ("cold start", "warm start", "start to first test", "stop")}
+    samples: dict[str, list[float]] = {k: [] for k in ("cold start", "warm start", "start to first test",
+                                                       "start to first test, schema cache", "stop")}
     with tempfile.TemporaryDirectory(prefix="sqltx-bench-cache-") as warm_cache:
         os.environ["SQLTX_CACHE_DIR"] = warm_cache
-        with TemporaryPostgres():
-            pass  # fill the warm cache
+        schema_cache = os.path.join(warm_cache, "schemas")
+
+        def first_test(cached: bool) -> tuple[TemporaryPostgres, IsolatedDatabase]:
+            server = TemporaryPostgres()
+            server.start()
+            database = IsolatedDatabase(server.url, metadata=[metadata], trusted=True,
+                                        schema_cache=schema_cache if cached else False)
+            database.start()
+            database.begin_scope()  # the first test's savepoint
+            return server, database
+
+        server, database = first_test(True)  # fill the warm cache, and record the schema's build
+        database.stop()
+        server.stop()
         for _ in range(args.rounds):
             with tempfile.TemporaryDirectory(prefix="sqltx-bench-cold-") as cold_cache:
                 os.environ["SQLTX_CACHE_DIR"] = cold_cache
@@ -49,18 +63,11 @@ def main() -> int:
             samples["warm start"].append(timed(pg.start)[0])
             samples["stop"].append(timed(pg.stop)[0])
 
-            def first_test() -> tuple[TemporaryPostgres, IsolatedDatabase]:
-                server = TemporaryPostgres()
-                server.start()
-                database = IsolatedDatabase(server.url, metadata=[metadata], trusted=True)
-                database.start()
-                database.begin_scope()  # the first test's savepoint
-                return server, database
-
-            elapsed, (server, database) = timed(first_test)
-            samples["start to first test"].append(elapsed)
-            database.stop()
-            server.stop()
+            for cached, label in ((False, "start to first test"), (True, "start to first test, schema cache")):
+                elapsed, (server, database) = timed(lambda cached=cached: first_test(cached))
+                samples[label].append(elapsed)
+                database.stop()
+                server.stop()
     print(f"nose2-sqltx {nose2_sqltx.__version__}, PostgreSQL {pg.version}, Python {platform.python_version()}, "
           f"{os.cpu_count()} cores, server directory under {default_base_dir()}, {args.rounds} rounds")
     print_spread(samples)

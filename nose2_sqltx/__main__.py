@@ -20,7 +20,7 @@ def help_text() -> str:
     env_width = max(len(name) for name in [*ENVIRONMENT.values(), CACHE_DIR_ENV, named_dsn]) + 2
     environment = "\n".join(f"  {name:<{env_width}}wins over {key}" for key, name in ENVIRONMENT.items())
     environment += f"\n  {named_dsn:<{env_width}}wins over dsn in [sqltx:<name>]"
-    environment += f"\n  {CACHE_DIR_ENV:<{env_width}}where initialized data directories are cached"
+    environment += f"\n  {CACHE_DIR_ENV:<{env_width}}where initialized data directories and schema builds are cached"
     databases = "\n".join(f"  {line}" for line in _wrapped(", ".join(DATABASE_KEYS), 74))
     return f"""{USAGE}
 

@@ -29,6 +29,7 @@ from .environment import (
     KEEP_SERVER_ENV,
     NAMED_DSN_ENV,
     PG_BINDIR_ENV,
+    SCHEMA_CACHE_ENV,
     SERVER_DIR_ENV,
     SERVER_VERSION_ENV,
     SHARD_ENV,
@@ -51,7 +52,7 @@ KEYS = (
     "dsn", "metadata", "fixtures", "lock-timeout", "statement-timeout",
     "engines", "sessions", "alembic", "allow-database",
     "pg-bindir", "server-version", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences",
-    "shard",
+    "schema-cache", "shard",
     "durations", "schemas", "show-queries", "check-migrations", "only-database-tests",
     "flask-session", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
@@ -87,6 +88,8 @@ KEY_HELP = {
     "server-dir": "throwaway server: where its directory is made",
     "create-database": "MySQL/MariaDB: a database of the run's own (true, the default) or the DSN's (false)",
     "reset-sequences": "every test starts from the same sequence values (true/false)",
+    "schema-cache": "PostgreSQL: build the schema by replaying the statements that built it last time, while the "
+                    "migrations or metadata are unchanged: auto (with the throwaway server, the default), on, off",
     "shard": "run one part of the suite, I/N counting from 1 (1/3, 2/3, 3/3); off: ignore the CI's job variables",
     "durations": "a JSON file of test class times: read to balance the shards, written after the run",
     "schemas": "PostgreSQL: named schemas the app's tables use, each kept private to the run (default: those "
@@ -109,6 +112,7 @@ ENVIRONMENT = {
     "server-dir": SERVER_DIR_ENV,
     "allow-database": ALLOW_DATABASE_ENV,
     "shard": SHARD_ENV,
+    "schema-cache": SCHEMA_CACHE_ENV,
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -168,6 +172,19 @@ def _parse_duration(key: str, raw: str) -> int:
 
 #: what ``flask-session`` takes
 FLASK_SESSION_SCOPES = ("app-context", "test")
+#: the values of ``schema-cache`` (true and false are on and off)
+SCHEMA_CACHE_CHOICES = ("auto", "on", "off")
+
+
+def _parse_schema_cache(raw: str, source: str) -> str:
+    """``schema-cache``: auto, on or off (true and false too)."""
+    value = raw.strip().lower()
+    if value in SCHEMA_CACHE_CHOICES:
+        return value
+    if value in _TRUE or value in _FALSE - {""}:
+        return "on" if value in _TRUE else "off"
+    raise ConfigError(source, raw, "is not auto, on or off",
+                      "Write auto (the cache with the throwaway server only), on (with a dsn's server too) or off")
 
 
 def _parse_choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
@@ -234,6 +251,8 @@ class Settings:
     ``server_dir``        where the throwaway server's directory goes
     ``create_database``   MySQL/MariaDB: make a database for the run (else: the DSN's)
     ``reset_sequences``   every test (and class) starts from the same sequence values (not MySQL)
+    ``schema_cache``      ``auto``, ``on`` or ``off``: build the schema from a recording of its last build
+                          (PostgreSQL; auto: with the throwaway server), see :meth:`caches_schema`
     ``engines``           ``module:attribute`` paths of the app's Engines (or AsyncEngines), redirected for the run
     ``sessions``          paths of the app's sessionmakers, scoped_sessions, Flask-SQLAlchemy ``db``,
                           async_sessionmakers, async_scoped_sessions
@@ -259,6 +278,7 @@ class Settings:
     server_dir: str | None = None
     create_database: bool = True
     reset_sequences: bool = False
+    schema_cache: str = "auto"
     #: the part of the suite this run runs (None: all of it)
     shard: Shard | None = None
     #: the durations file, if any
@@ -279,6 +299,13 @@ class Settings:
     dsn_source: str = "dsn"
     #: the run's other databases, from ``[sqltx:<name>]`` sections: (name, their settings), in the file's order
     databases: tuple[tuple[str, Settings], ...] = ()
+
+    def caches_schema(self, throwaway: bool) -> bool:
+        """Whether the run keeps its schema builds in the schema cache: with
+        ``schema-cache = auto``, when its server is a ``throwaway`` one
+        (whose databases hold nothing but the run's, so that a recorded
+        build is what a build from the source would be)."""
+        return self.schema_cache == "on" or (self.schema_cache == "auto" and throwaway)
 
     def with_shard(self, raw: str, source: str) -> Settings:
         """These settings with the shard ``raw`` (``I/N`` or ``off``), given by ``source``."""
@@ -401,6 +428,7 @@ class Settings:
             server_dir=with_env("server-dir")[0] or None,
             create_database=create_database,
             reset_sequences=_parse_bool("reset-sequences", one("reset-sequences", "false")),
+            schema_cache=_parse_schema_cache(*with_env("schema-cache", "auto")),
             shard=_parse_shard(*with_env("shard"), environ),
             durations=one("durations", "") or None,
             engines=_parse_paths("engines", values.get("engines", [])),

@@ -24,8 +24,10 @@ KEEP_SERVER_ENV = "SQLTX_KEEP_SERVER"
 SERVER_DIR_ENV = "SQLTX_SERVER_DIR"
 #: database names the production guard lets through; wins over ``allow-database``
 ALLOW_DATABASE_ENV = "SQLTX_ALLOW_DATABASE"
-#: where initialized data directories are cached (default: ``~/.cache/nose2-sqltx``)
+#: where initialized data directories and schema builds are cached (default: ``~/.cache/nose2-sqltx``)
 CACHE_DIR_ENV = "SQLTX_CACHE_DIR"
+#: the schema cache: auto, on or off; wins over ``schema-cache``
+SCHEMA_CACHE_ENV = "SQLTX_SCHEMA_CACHE"
 
 #: ``lock-timeout`` when ``[sqltx]`` does not set it
 DEFAULT_LOCK_TIMEOUT_MS = 10_000

@@ -29,6 +29,7 @@ checks the catalog, and closes.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -67,6 +68,7 @@ from .run import Run, RunParts
 from .runloop import Turns
 from .safety import CatalogAudit, check_test_database
 from .schema import Fixture, Schema, as_metadata
+from .schemacache import SchemaCache
 from .scopes import After, Scope, ScopeStack
 from .sequences import SequenceReset
 from .server import is_throwaway
@@ -180,6 +182,12 @@ class IsolatedDatabase:
     of real commits, all of them are built afresh together, so that a
     class's data is made once in each.
 
+    ``schema_cache`` (PostgreSQL): record the statements that build the
+    schema (from ``alembic`` or ``metadata``), and build it by replaying
+    them in the next runs while what produced them is unchanged (see
+    :mod:`nose2_sqltx.schemacache`); true: in the default cache directory,
+    a path: in that directory.
+
     Writes through any other Engine of the process are refused while the run
     is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
     checks that the database's schemas and tables are as :meth:`start`
@@ -207,6 +215,7 @@ class IsolatedDatabase:
         models: Sequence[Any] = (),
         flask_session: str = "app-context",
         others: Mapping[str, IsolatedDatabase] | None = None,
+        schema_cache: bool | str | os.PathLike[str] = False,
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -238,12 +247,16 @@ class IsolatedDatabase:
         #: their own ("unittest"): :func:`current` refuses the run's scope there,
         #: whose changes would outlive the test
         self.outside_tests: str | None = None
+        cache = None
+        if schema_cache is not False and self.backend.caches_schema and (metadata or alembic):
+            cache = SchemaCache(None if schema_cache is True else schema_cache)
         tables = Schema(self.backend, self.masked_url, metadata=[as_metadata(m) for m in metadata],
-                        alembic=alembic, fixtures=fixtures, models=[as_metadata(m) for m in models])
+                        alembic=alembic, fixtures=fixtures, models=[as_metadata(m) for m in models], cache=cache)
         if schema is None and (parallel or self.backend.private_runs):
             schema = new_run_name()
         #: the run's own namespace, if it has one
         self.schema = schema
+        tables.namespace = schema
         #: the run's own schemas standing in for the named schemas its tables
         #: name (``billing`` -> ``sqltx_run_<random>_billing``), given to every
         #: engine of the run as SQLAlchemy's ``schema_translate_map``
@@ -770,8 +783,11 @@ class IsolatedDatabase:
             details = f"parallel workers, each in {self.backend.worker_namespace}; {self.backend.cleanup_note}"
         else:
             t = self.timings
+            cache = self._parts.schema.cache
+            how = {"replayed": " (replayed from the schema cache)", "recorded": " (recorded in the schema cache)"}.get(
+                cache.state or "", "") if cache is not None else ""
             details = (f"connect {t.get('connect', 0):.3f}s, schema ({self._parts.schema.table_count} tables) "
-                       f"{t.get('schema', 0):.3f}s, fixtures {t.get('fixtures', 0):.3f}s; ")
+                       f"{t.get('schema', 0):.3f}s{how}, fixtures {t.get('fixtures', 0):.3f}s; ")
             if self.lost is not None:
                 details += "the connection was lost, see the error above; the server rolled back the run's work"
             elif self.incidents:
@@ -789,6 +805,8 @@ class IsolatedDatabase:
                 details += "; the database was changed outside the run, see the error above"
             if self.redirection.set_aside:
                 details += f"; set aside from the app's engines: {'; '.join(self.redirection.set_aside)}"
+            if cache is not None and cache.note:
+                details += f"; {cache.note}"
         lines = [f"{PREFIX}: {version}{where} at {self.masked_url}; {details}"]
         lines.extend(other.summary(ran=ran) for other in self.others.values())
         return "\n".join(lines)

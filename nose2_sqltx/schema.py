@@ -8,6 +8,7 @@ exactly those again.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from .dialects import Backend
 from .drift import check_drift
 from .errors import ConfigError, SetupError, UnsupportedObjectError
 from .messages import exception_chain, first_line, where_raised
+from .schemacache import SchemaCache, alembic_sources, metadata_ddl
 
 __unittest = True
 
@@ -70,7 +72,7 @@ class Schema:
 
     def __init__(self, backend: Backend, masked_url: str, *, metadata: Sequence[MetaData] = (),
                  alembic: str | None = None, fixtures: Sequence[Fixture] = (),
-                 models: Sequence[MetaData] = ()) -> None:
+                 models: Sequence[MetaData] = (), cache: SchemaCache | None = None) -> None:
         self.backend = backend
         self.masked_url = masked_url
         self.metadata = list(metadata)
@@ -78,6 +80,10 @@ class Schema:
         #: check-migrations: what the migrated schema must match (see :mod:`nose2_sqltx.drift`)
         self.models = list(models)
         self.fixtures = list(fixtures)
+        #: where builds inside the run's transaction are recorded and replayed from (None: never)
+        self.cache = cache
+        #: the run's own schema name (PostgreSQL), which recordings hold as a placeholder
+        self.namespace: str | None = None
         self._created: list[str] = []
         #: the tables built in the run's stand-ins for named schemas, as (schema, table)
         self._in_stand_ins: list[tuple[str, str]] = []
@@ -135,13 +141,13 @@ class Schema:
                                  "create-database = false)"),
             )
         try:
-            for metadata in self.metadata:
-                metadata.create_all(conn)
-            if self.alembic is not None:
-                with _schemas_made_as_stand_ins(conn):
-                    self._alembic_upgrade(conn, self.alembic)
-                if self.models:
-                    check_drift(conn, self.models, self.alembic)
+            if self.cache is None or committed:
+                self._make(conn)
+            else:
+                self.cache.build(conn, source=self._source(conn), key=lambda: self._key(conn),
+                                 make=lambda: self._make(conn), namespace=self.namespace)
+            if self.alembic is not None and self.models:
+                check_drift(conn, self.models, self.alembic)
             conn.commit()
         except SQLAlchemyError as exc:
             reason = first_line(exc)
@@ -161,6 +167,29 @@ class Schema:
             self._in_stand_ins = [(schema, table) for schema, own in stand_ins.items()
                                   for table in inspect(conn).get_table_names(schema=own)]
             self.untranslated = untranslated_names(self._in_stand_ins)
+
+    def _make(self, conn: Connection) -> None:
+        for metadata in self.metadata:
+            metadata.create_all(conn)
+        if self.alembic is not None:
+            with _schemas_made_as_stand_ins(conn):
+                self._alembic_upgrade(conn, self.alembic)
+
+    def _source(self, conn: Connection) -> str:
+        """What the schema is built from, as the cache files its recordings by."""
+        dialect = f"{conn.dialect.name}+{conn.dialect.driver}"
+        if self.alembic is not None:
+            return f"alembic {os.path.realpath(self.alembic)} {dialect}"
+        return f"metadata {' '.join(sorted(t.fullname for m in self.metadata for t in m.tables.values()))} {dialect}"
+
+    def _key(self, conn: Connection) -> list[object]:
+        """Everything a build's statements depend on (see :mod:`nose2_sqltx.schemacache`)."""
+        dialect = conn.dialect
+        common: list[object] = [dialect.name, dialect.driver, (dialect.server_version_info or ())[:1],
+                                sorted(_stand_ins(conn)), self.namespace is None]
+        if self.alembic is not None:
+            return [*common, alembic_sources(self.alembic), metadata_ddl(self.models, dialect)]
+        return [*common, metadata_ddl(self.metadata, dialect)]
 
     def _existing(self, conn: Connection, default: set[str]) -> list[str]:
         """The metadata's tables that the database already holds (``default``:

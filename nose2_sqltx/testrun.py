@@ -31,11 +31,13 @@ __all__ = ["TestRun", "make_database"]
 
 
 def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int = 0,
-                  trusted: bool = False, others: Mapping[str, IsolatedDatabase] | None = None) -> IsolatedDatabase:
+                  trusted: bool = False, others: Mapping[str, IsolatedDatabase] | None = None,
+                  schema_cache: bool = False) -> IsolatedDatabase:
     """The run's :class:`IsolatedDatabase` as ``settings`` describe it.
     ``parallel``: a parallel worker's run, one of this many; ``trusted``:
     the database is the run's own throwaway server (the production guard
-    has nothing to protect); ``others``: the run's other databases."""
+    has nothing to protect); ``others``: the run's other databases;
+    ``schema_cache``: keep the schema's builds in the schema cache."""
     return IsolatedDatabase(
         url, metadata=() if settings.check_migrations else loaded.metadata,
         models=loaded.metadata if settings.check_migrations else (), fixtures=loaded.fixtures,
@@ -44,7 +46,7 @@ def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int
         allow_databases=settings.allow_databases, trusted=trusted,
         lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
         reset_sequences=settings.reset_sequences, schemas=settings.schemas, show_queries=settings.show_queries,
-        flask_session=settings.flask_session, others=others,
+        flask_session=settings.flask_session, others=others, schema_cache=schema_cache,
     )
 
 
@@ -130,7 +132,8 @@ class TestRun:
                 async_tests = async_tests or "an AsyncDatabaseTest class of the run"
             others = self._others(named, parallel, async_tests)
             self.database = make_database(self.settings, self.url, loaded, parallel=parallel,
-                                          trusted=self.throwaway, others=others)
+                                          trusted=self.throwaway, others=others,
+                                          schema_cache=self.settings.caches_schema(self.throwaway))
             self.database.start()
         except BaseException:
             self.database = None
@@ -184,7 +187,8 @@ class TestRun:
                                   "database of the run must be one of its own", "Give each section the URL of "
                                   "a database of its own", section=f"sqltx:{name}")
             taken[where] = f"[sqltx:{name}]"
-            others[name] = make_database(settings, url, loaded, parallel=parallel, trusted=trusted)
+            others[name] = make_database(settings, url, loaded, parallel=parallel, trusted=trusted,
+                                         schema_cache=self.settings.caches_schema(trusted))
         return others
 
     def stop(self) -> list[Exception]:

@@ -86,6 +86,9 @@ class Backend:
     own_connect_args: ClassVar[Mapping[str, object]] = {}
     #: the async drivers among ``drivers``, with what the run needs to know of each
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = {}
+    #: whether a schema built inside the run's transaction may be recorded
+    #: and replayed (see :mod:`nose2_sqltx.schemacache`)
+    caches_schema: ClassVar[bool] = False
 
     def __init__(self, url: URL, key: str = "dsn", *, create_database: bool = True) -> None:
         self.url = url

@@ -259,6 +259,7 @@ class PostgreSQL(Backend):
     async_drivers: ClassVar[Mapping[str, AsyncDriver]] = _ASYNC_DRIVERS
     own_connect_args: ClassVar[Mapping[str, object]] = {"connection_factory": OWN_CLASS, "cursor_factory": OWN_CLASS}
     private_runs = True
+    caches_schema = True
     concurrent_runs_fix = ("each run keeps its tables in schemas of its own, but tables in a named schema that "
                            "neither the metadata names nor the schemas key lists (with alembic, list them there) "
                            "are made where their names say by every run")

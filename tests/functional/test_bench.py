@@ -29,12 +29,15 @@ class TestBenchmarksRun(unittest.TestCase):
     def test_startup(self):
         out = bench("bench/startup.py", "--rounds", "2")
         self.assertRegex(out, r"start to first test +[\d.]+")
+        self.assertRegex(out, r"start to first test, schema cache +[\d.]+")
 
     def test_alembic_start(self):
         out = bench("bench/alembic_start.py", "--rounds", "1", "--revisions", "12", "--tables", "5")
         self.assertIn("12 Alembic revisions over 5 tables, 1 rounds", out)
         self.assertRegex(out, r"warm: start to first test +[\d.]+ +[\d.]+ +[\d.]+")
         self.assertRegex(out, r"migrations alone +[\d.]+")
+        self.assertRegex(out, r"warm, schema cache: start to first test +[\d.]+")
+        self.assertRegex(out, r"schema cache's replay alone +[\d.]+")
 
     def test_parallel(self):
         out = bench("bench/parallel.py", "--rounds", "1", "--per-class", "40,45")

@@ -109,6 +109,21 @@ class TestSettings(unittest.TestCase):
             settings(flask_session="request")
         self.assertIn("[sqltx] flask-session = request: is not one of app-context, test", str(caught.exception))
 
+    def test_schema_cache(self):
+        self.assertEqual(settings().schema_cache, "auto")
+        for raw, value in (("on", "on"), ("True", "on"), ("yes", "on"), ("OFF", "off"), ("false", "off"),
+                           ("auto", "auto")):
+            self.assertEqual(settings(schema_cache=raw).schema_cache, value, raw)
+        self.assertEqual(settings({"SQLTX_SCHEMA_CACHE": "off"}, schema_cache="on").schema_cache, "off")
+        self.assertTrue(settings().caches_schema(throwaway=True))
+        self.assertFalse(settings().caches_schema(throwaway=False))
+        self.assertTrue(settings(schema_cache="on").caches_schema(throwaway=False))
+        self.assertFalse(settings(schema_cache="off").caches_schema(throwaway=True))
+        with self.assertRaises(ConfigError) as caught:
+            settings(schema_cache="sometimes")
+        self.assertEqual(str(caught.exception), "[sqltx] schema-cache = sometimes: is not auto, on or off. Write auto "
+                         "(the cache with the throwaway server only), on (with a dsn's server too) or off")
+
     def test_schemas(self):
         self.assertEqual(settings().schemas, ())
         self.assertEqual(settings(schemas="billing, audit\n billing").schemas, ("billing", "audit"))
