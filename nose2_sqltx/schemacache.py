@@ -22,8 +22,7 @@ of what produced it:
   script location and version locations, and of the modules of the
   project (not of an installed package or the standard library) that
   env.py and the revision scripts import, directly or through one another;
-- with metadata: the DDL ``create_all`` would send (and the models of
-  ``check-migrations``);
+- with metadata: the DDL ``create_all`` would send;
 - and for both: the driver, the server's major version, the schemas the
   run keeps of its own, and this format's version.
 
@@ -31,7 +30,8 @@ A recording whose key no longer matches is built again from the source,
 recorded, and replaces the old one. A recording that fails to replay is
 rolled back to a savepoint, and the schema built from the source instead.
 Neither costs more than the build the cache would have saved; the run's
-summary says what happened.
+summary says what happened. ``check-migrations`` compares the schema with
+the models after every build, replayed or not.
 """
 
 from __future__ import annotations

@@ -123,16 +123,21 @@ class TestTwoDatabases(DatabasesTest):
         self.assertRan(run, 2)
 
     def test_on_a_throwaway_server(self):
-        """No dsn anywhere: both databases on the run's own server, which goes with them."""
-        with tempfile.TemporaryDirectory(prefix="sqltx-test-servers-") as servers:
+        """No dsn anywhere: both databases on the run's own server, which goes with them;
+        each database's schema recorded in the schema cache, then replayed."""
+        with tempfile.TemporaryDirectory(prefix="sqltx-test-servers-") as servers, \
+                tempfile.TemporaryDirectory(prefix="sqltx-test-cache-") as cache:
             Path(servers).chmod(0o755)  # the server runs as another account when we are root
-            for args in ((), ("-N", "2")):
-                with self.subTest(args=args):
+            for args, schemas in (((), "recorded in"), ((), "replayed from"), (("-N", "2"), None)):
+                with self.subTest(args=args, schemas=schemas):
                     run = run_nose2(SCENARIO, *args, set_dsn=False,
-                                    env={"PYTHONPATH": APP_PATH, "SQLTX_SERVER_DIR": servers})
+                                    env={"PYTHONPATH": APP_PATH, "SQLTX_SERVER_DIR": servers,
+                                         "SQLTX_CACHE_DIR": cache})
                     self.assertEqual(run.returncode, 0, run.output)
                     self.assertRan(run, 10)
                     self.assertIn("/analytics?host=", run.stderr)
+                    if schemas is not None:  # (each worker of -N 2 has a summary of its own, not shown)
+                        self.assertEqual(run.stderr.count(f"({schemas} the schema cache)"), 2, run.stderr)
                     deadline = time.monotonic() + 10
                     while server_processes(servers) and time.monotonic() < deadline:
                         time.sleep(0.05)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.functional.test_bad_input import OneLineErrorTest
 from tests.functional.test_server import ServerTest
-from tests.support import SCENARIOS, FunctionalTest, clean_env, dsn
+from tests.support import RUNNERS, SCENARIOS, FunctionalTest, clean_env, dsn, run_nose2
 
 RECORDED = "(recorded in the schema cache)"
 REPLAYED = "(replayed from the schema cache)"
@@ -28,14 +28,14 @@ class CacheTest:
         self.cache_dir = Path(tmp.name) / "cache"
         self.catalog_file = Path(tmp.name) / "catalog.json"
 
-    def run_project(self, *args, expect=0, env=None):
+    def run_project(self, *args, expect=0, env=None, runner="nose2"):
         self.catalog_file.unlink(missing_ok=True)
         full = clean_env(SQLTX_CATALOG_OUT=str(self.catalog_file), **(env or {}))
         full["PYTHONPATH"] = f"{self.project}:{full['PYTHONPATH']}"
-        proc = subprocess.run([sys.executable, "-m", "nose2", "-v", *args], cwd=self.project, env=full,
+        proc = subprocess.run([sys.executable, "-m", *RUNNERS[runner], "-v", *args], cwd=self.project, env=full,
                               capture_output=True, text=True, timeout=300)
-        self.assertEqual(proc.returncode, expect, proc.stderr)
-        return proc.stderr
+        self.assertEqual(proc.returncode, expect, proc.stdout + proc.stderr)
+        return proc.stdout + proc.stderr
 
     def catalog(self):
         return json.loads(self.catalog_file.read_text())
@@ -50,8 +50,8 @@ class TestOnTheThrowawayServer(CacheTest, ServerTest):
         self.make_project()
         self.env["SQLTX_CACHE_DIR"] = str(self.cache_dir)
 
-    def run_project(self, *args, expect=0, env=None):
-        return super().run_project(*args, expect=expect, env={**self.env, **(env or {})})
+    def run_project(self, *args, expect=0, env=None, runner="nose2"):
+        return super().run_project(*args, expect=expect, env={**self.env, **(env or {})}, runner=runner)
 
     def test_a_replayed_build_is_the_migrations_schema(self):
         built = self.run_project(env={"SQLTX_SCHEMA_CACHE": "off"})
@@ -153,6 +153,29 @@ class TestOnTheThrowawayServer(CacheTest, ServerTest):
         # the four tests after it ran on the schema replayed again, with nothing the COMMIT committed
         self.assertIn("Ran 5 tests", run)
         self.assertEqual(self.catalog(), migrated)
+        self.assertNothingLeft()
+
+    def test_pytest_and_unittest(self):
+        for runner, kind in (("pytest", RECORDED), ("unittest", REPLAYED), ("pytest -n 2", None)):
+            with self.subTest(runner=runner):
+                run = self.run_project(runner=runner)
+                if kind is not None:  # (the workers of pytest -n 2 have summaries of their own, not shown)
+                    self.assertIn(kind, run)
+                self.assertIn("100% oak", json.dumps(self.catalog()))
+        self.assertNothingLeft()
+
+    def test_check_migrations_after_a_replay(self):
+        for kind in (RECORDED, REPLAYED):
+            with self.subTest(kind=kind):
+                run = run_nose2("alembic_drift", set_dsn=False, env=self.env)
+                self.assertEqual(run.returncode, 0, run.output)
+                self.assertIn(kind, run.stderr)
+                # the same migrations against models that moved on: found after the replay too
+                run = run_nose2("alembic_drift/drifted", set_dsn=False, env=self.env)
+                self.assertEqual(run.returncode, 2, run.output)
+                self.assertIn("nose2-sqltx: error: checking the migrations against the models (check-migrations) "
+                              "failed: the schema that ../../alembic_schema/alembic.ini's migrations built differs "
+                              "from the models in 4 place(s):", run.stderr)
         self.assertNothingLeft()
 
     def test_parallel_workers(self):
