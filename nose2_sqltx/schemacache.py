@@ -96,9 +96,7 @@ class Recording:
             except TypeError as exc:
                 self.unkeepable = self.unkeepable or str(exc)
                 params = None
-            # (an INSERT of many rows in one statement is reported as executemany, and is one execution)
-            style = getattr(getattr(context, "execute_style", None), "name", None)
-            many = executemany if style is None else style == "EXECUTEMANY"
+            many = _many(parameters, executemany, context)
             self.statements.append((_hide(statement, namespace), _hide(params, namespace), many))
 
         event.listen(conn, "after_cursor_execute", seen)
@@ -339,6 +337,21 @@ def _origin(name: str) -> Path | None:
     if not origin or not origin.endswith(".py"):
         return None
     return Path(origin).resolve()
+
+
+def _many(parameters: Any, executemany: bool, context: Any) -> bool:
+    """Whether the driver was given several parameter sets (an executemany).
+    A mapping is one, and a sequence of mappings several, whatever the event
+    says (SQLAlchemy 2.0 reports some of psycopg2's executemany calls as one
+    execution); else SQLAlchemy's execute style
+    says, where it has one: an INSERT of many rows in one statement is
+    reported as executemany, and is one execution."""
+    if hasattr(parameters, "items"):
+        return False
+    if isinstance(parameters, (list, tuple)) and parameters and all(hasattr(p, "items") for p in parameters):
+        return True
+    style = getattr(getattr(context, "execute_style", None), "name", None)
+    return executemany if style is None else style == "EXECUTEMANY"
 
 
 def _plain(value: Any) -> Any:

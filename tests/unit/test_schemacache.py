@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy import Column, Integer, MetaData, String, Table
 from sqlalchemy.dialects import postgresql
 
-from nose2_sqltx.schemacache import PLACEHOLDER, _evict, _hide, _plain, _show, alembic_sources, metadata_ddl
+from nose2_sqltx.schemacache import PLACEHOLDER, _evict, _hide, _many, _plain, _show, alembic_sources, metadata_ddl
 
 
 class TestKeys(unittest.TestCase):
@@ -63,6 +63,15 @@ class TestRecordingValues(unittest.TestCase):
         with self.assertRaises(TypeError) as caught:
             _plain({"since": date(2020, 1, 1)})
         self.assertEqual(str(caught.exception), "a statement's parameter is a date, which the recording cannot hold")
+
+
+class TestExecuteMany(unittest.TestCase):
+    def test_several_parameter_sets_whatever_the_event_says(self):
+        rows = [{"name": "wall"}, {"name": "floor"}]
+        self.assertTrue(_many(rows, False, None))  # (SQLAlchemy 2.0's psycopg2 executemany)
+        self.assertFalse(_many({"name": "wall"}, True, None))  # (one INSERT of many rows)
+        self.assertFalse(_many(("wall", "floor"), False, None))
+        self.assertTrue(_many([("wall",), ("floor",)], True, None))
 
 
 class TestEviction(unittest.TestCase):
