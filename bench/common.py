@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy.engine import URL, make_url
 
 
 def chain_schema(tables: int) -> MetaData:
@@ -58,3 +59,16 @@ def benchmark_database() -> Iterator[tuple[str, dict[str, str]]]:
 
     with TemporaryPostgres() as server:
         yield server.url.render_as_string(hide_password=False), {"SQLTX_ALLOW_DATABASE": "postgres"}
+
+
+@contextmanager
+def benchmark_url(dsn: str | None) -> Iterator[URL]:
+    """The URL of ``dsn`` (``--dsn``), or of a throwaway server of the
+    benchmark's own for as long as the block runs."""
+    if dsn:
+        yield make_url(dsn)
+        return
+    from nose2_sqltx import TemporaryPostgres
+
+    with TemporaryPostgres() as server:
+        yield server.url

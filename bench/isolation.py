@@ -24,11 +24,12 @@ every strategy at every table count (tables chained by foreign keys).
 psycopg2 runs every strategy; plugin, scope only, body only and driver floor
 also run on psycopg 3 in the same rounds ("..., psycopg 3"), and plugin and
 scope only on the async drivers, asyncpg and psycopg 3's async connection
-("..., asyncpg", "..., psycopg 3 async"): the test's AsyncConnection and an
-async body, awaited on one event loop that stands for the test's (an
-IsolatedAsyncioTestCase makes a loop per test; that cost is unittest's, and
-the same whatever isolates the test). "driver floor, asyncpg" is SAVEPOINT +
-ROLLBACK TO SAVEPOINT on a bare asyncpg connection, awaited on that loop.
+("..., asyncpg", "..., psycopg 3 async"): what an AsyncDatabaseTest does,
+the whole test a task on the run's loop, its AsyncConnection, the async
+body as a task in debug mode (IsolatedAsyncioTestCase's), the rollback
+(bench/async_tests.py times whole unittest test cases, and the other
+loop). "driver floor, asyncpg" is SAVEPOINT + ROLLBACK TO SAVEPOINT on a
+bare asyncpg connection, awaited on a loop of this thread's.
 
 Runs on a throwaway server (nothing touches a shared one) unless --dsn is
 given; every strategy works in a schema of its own, removed at the end.
@@ -60,6 +61,7 @@ from sqlalchemy.pool import NullPool, StaticPool
 import nose2_sqltx
 from bench.common import chain_schema, spread
 from nose2_sqltx import IsolatedDatabase, TemporaryPostgres, unwatched
+from nose2_sqltx.testloop import RunLoopRunner, run_test
 
 PG3 = ", psycopg 3"
 ASYNCPG = ", asyncpg"
@@ -211,19 +213,26 @@ class Setup:
             conn.execute(select(parent.c.name, child.c.name).join(child, child.c.parent_id == parent.c.id)).all()
             nested.rollback()
 
-        def plugin_async() -> None:
-            # An AsyncDatabaseTest's: the scope opened and ended by the sync
-            # hooks, the body awaited on the test's loop.
-            assert self.running is not None
-            scope = self.running.begin_scope()
-            self.runner.run(async_body(scope.async_connection, md))
-            self.running.end_scope(scope)
+        def on_the_runs_loop(with_body: bool) -> Callable[[], None]:
+            # An AsyncDatabaseTest's (async-test-loop = run): the whole test a
+            # task on the run's loop (one hop from this thread and back), the
+            # scope opened and ended there, the body a task of its own in
+            # debug mode, as IsolatedAsyncioTestCase runs it.
+            def test() -> None:
+                assert self.running is not None
+                scope = self.running.begin_scope()
+                runner = RunLoopRunner(self.running.backend.loop)
+                connection = scope.async_connection
+                if with_body:
+                    runner.run(async_body(connection, md))
+                runner.close()
+                self.running.end_scope(scope)
 
-        def scope_only_async() -> None:
-            assert self.running is not None
-            scope = self.running.begin_scope()
-            scope.async_connection  # noqa: B018 - made on first use, as in a test
-            self.running.end_scope(scope)
+            def run() -> None:
+                assert self.running is not None
+                run_test(self.running.backend.loop, test)
+
+            return run
 
         def floor(key: str) -> Callable[[], None]:
             cursor = conns[key].connection.dbapi_connection.cursor()
@@ -239,9 +248,9 @@ class Setup:
                 "savepoint (SA)": savepoint_sa, "body only": lambda: body(conns["body"], md),
                 "driver floor": floor("body"), "plugin" + PG3: plugin, "scope only" + PG3: scope_only,
                 "body only" + PG3: lambda: body(conns["body3"], md), "driver floor" + PG3: floor("body3"),
-                "plugin" + ASYNCPG: plugin_async, "scope only" + ASYNCPG: scope_only_async,
-                "driver floor" + ASYNCPG: self.asyncpg_floor, "plugin" + PG3_ASYNC: plugin_async,
-                "scope only" + PG3_ASYNC: scope_only_async}
+                "plugin" + ASYNCPG: on_the_runs_loop(True), "scope only" + ASYNCPG: on_the_runs_loop(False),
+                "driver floor" + ASYNCPG: self.asyncpg_floor, "plugin" + PG3_ASYNC: on_the_runs_loop(True),
+                "scope only" + PG3_ASYNC: on_the_runs_loop(False)}
 
     def asyncpg_floor(self) -> None:
         self.runner.run(self._asyncpg_floor())
@@ -302,7 +311,7 @@ def main() -> int:
     url = url.set(drivername="postgresql+psycopg2")
     samples: dict[tuple[str, int], list[float]] = {(s, n): [] for s in STRATEGIES for n in counts}
     setups: list[Setup] = []
-    runner = asyncio.Runner()  # the async strategies' loop: a test's
+    runner = asyncio.Runner()  # the driver floor's loop
     try:
         setups = [Setup(url, n, runner) for n in counts]
         version = ""

@@ -3,7 +3,8 @@
 
 Runs, one after another, each on its own throwaway server: isolation.py
 (per-test cost of the strategies, with the chart), suite.py (whole suites
-through nose2), startup.py (the throwaway server), alembic_start.py (a
+through nose2), async_tests.py (AsyncDatabaseTest against DatabaseTest),
+startup.py (the throwaway server), alembic_start.py (a
 schema from 200 Alembic revisions, and the schema cache), parallel.py (serial vs
 -N 2), shared_database.py (1, 2 and 4 runs at once on one database),
 shards.py (a suite split in 4) and soak.py (20,000 tests, and the control).
@@ -49,11 +50,13 @@ def main() -> int:
     shared = ["bench/shared_database.py", "--rounds", "2" if q else "5"]
     shards = ["bench/shards.py", "--rounds", "1" if q else "3"]
     soak = ["bench/soak.py", "--tests", "2000" if q else "20000"]
+    async_tests = ["bench/async_tests.py", "--rounds", "2" if q else "7", "--tests", "20" if q else "60"]
     run(iso)
     isolation = (DOCS / "isolation.md").read_text().split("\n", 2)[2]  # drop its title
     (DOCS / "isolation.md").unlink()
     sections = [
         ("Whole suites through nose2", suite, run(suite)),
+        ("AsyncDatabaseTest against DatabaseTest: whole unittest test cases", async_tests, run(async_tests)),
         ("The throwaway server: start-up (including create_all of 100 tables) and stop", startup, run(startup)),
         ("A schema from 200 Alembic revisions: start to first test, and the schema cache", alembic, run(alembic)),
         ("Parallel runs: serial against -N 2", parallel, run(parallel)),

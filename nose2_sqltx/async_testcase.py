@@ -26,12 +26,16 @@ import unittest
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import AsyncDriverRequiredError
-from .runloop import run_coroutine
+from .errors import AsyncDriverRequiredError, LoopBlockedError
+from .isolation import active_database, is_running
+from .runloop import RunLoop, run_coroutine
 from .testcase import DatabaseTest, _Handle, database_for
+from .testloop import RunLoopRunner, run_test
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+    from .scopes import Scope
 
 __unittest = True
 
@@ -90,6 +94,46 @@ class AsyncDatabaseTest(DatabaseTest):
     def setUpTestData(cls) -> None:
         run_coroutine(cls.asyncSetUpTestData())
 
+    def run(self, result: unittest.TestResult | None = None) -> unittest.TestResult | None:
+        # The whole test (its scope, set-up, method, tear-down, cleanups) is a
+        # task on the run's loop, where the driver is awaited without a hop
+        # from one thread to another (nose2_sqltx.testloop).
+        loop = _run_loop_for(self)
+        if loop is None:
+            return super().run(result)  # type: ignore[misc, no-any-return]
+        self.__dict__["_sqltx_run_loop"] = loop
+        try:
+            return run_test(loop, lambda: super(AsyncDatabaseTest, self).run(result))  # type: ignore[misc, no-any-return]
+        finally:
+            self.__dict__["_sqltx_run_loop"] = None
+
+    def _callTestMethod(self, method: Callable[..., Any]) -> Any:
+        try:
+            return super()._callTestMethod(method)
+        except Exception as exc:
+            loop = self.__dict__.get("_sqltx_run_loop")
+            if loop is not None:
+                _note_reported(exc, loop.blocked_errors)
+            raise
+
+    def _sqltx_end_test(self, scope: Scope) -> None:
+        super()._sqltx_end_test(scope)
+        loop = self.__dict__.get("_sqltx_run_loop")
+        for error in () if loop is None else loop.blocked_errors:
+            if not error.reported:
+                # (a thread of the app's got it, and the app swallowed it)
+                error.reported = True
+                raise error
+
+    def _setupAsyncioRunner(self) -> None:
+        # IsolatedAsyncioTestCase's own hook (Python 3.11 to 3.13): its
+        # Runner, for a test that runs on the run's loop, is one on that loop.
+        loop = self.__dict__.get("_sqltx_run_loop")
+        if loop is None:
+            super()._setupAsyncioRunner()  # type: ignore[misc]
+            return
+        self._asyncioRunner = RunLoopRunner(loop)
+
     def _sqltx_block(self, block: Any, func: Callable[..., Any] | None, args: tuple[Any, ...],
                      kwargs: dict[str, Any]) -> Any:
         """The query assertions (``assertNumQueries``, ``assertMaxQueries``,
@@ -104,6 +148,33 @@ class AsyncDatabaseTest(DatabaseTest):
 async def _counted(block: Any, awaitable: Awaitable[Any]) -> Any:
     async with block:
         return await awaitable
+
+
+def _note_reported(exc: BaseException, errors: list[LoopBlockedError]) -> None:
+    """Mark the errors among ``errors`` that ``exc`` is, or carries, as the test's reported error."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        for error in errors:
+            if current is error:
+                error.reported = True
+        current = current.__cause__ or current.__context__
+
+
+def _run_loop_for(test: AsyncDatabaseTest) -> RunLoop | None:
+    """The run's loop, for ``test``'s coroutines; None where the test keeps a loop of its own."""
+    if getattr(test, "loop_factory", None) is not None or not hasattr(test, "_setupAsyncioRunner"):
+        return None  # a loop of the test's choosing (Python 3.13), or a unittest that works otherwise
+    if not is_running():
+        return None
+    database = active_database("AsyncDatabaseTest")
+    if not database.backend.is_async or database.async_test_loop != "run":
+        return None
+    loop = database.backend.loop
+    # another thread waits for the connection while the test blocks the loop: as long as for a lock
+    loop.blocked_limit = database.lock_timeout_ms / 1000 if database.lock_timeout_ms else None
+    return loop
 
 
 def _bases(cls: type) -> str:

@@ -54,7 +54,7 @@ KEYS = (
     "pg-bindir", "server-version", "keep-server", "server-tcp", "server-dir", "create-database", "reset-sequences",
     "schema-cache", "shard",
     "durations", "schemas", "show-queries", "check-migrations", "only-database-tests",
-    "flask-session", "always-on",
+    "flask-session", "async-test-loop", "always-on",
     MAIN_SERVER_KEY, WORKERS_KEY,
 )
 #: the keys a section of one of the run's other databases (``[sqltx:<name>]``) takes: the rest are the whole run's
@@ -101,6 +101,8 @@ KEY_HELP = {
                            "the database (true/false)",
     "flask-session": "Flask-SQLAlchemy's db.session: app-context (one Session per app context, the default) or "
                      "test (one Session per test)",
+    "async-test-loop": "AsyncDatabaseTest: run (each test's coroutines on the run's event loop, the default) or own "
+                       "(on a loop of the test's own, as IsolatedAsyncioTestCase makes; slower)",
     "always-on": "nose2's own: false loads the plugin switched off (--sqltx switches it on)",
 }
 #: Keys an environment variable can set; the environment wins over the file.
@@ -172,6 +174,8 @@ def _parse_duration(key: str, raw: str) -> int:
 
 #: what ``flask-session`` takes
 FLASK_SESSION_SCOPES = ("app-context", "test")
+#: what ``async-test-loop`` takes
+ASYNC_TEST_LOOPS = ("run", "own")
 #: the values of ``schema-cache`` (true and false are on and off)
 SCHEMA_CACHE_CHOICES = ("auto", "on", "off")
 
@@ -263,6 +267,7 @@ class Settings:
     ``check_migrations``  with ``alembic``: ``metadata`` is the models the migrated schema must match
     ``only_database_tests``  tests that are not DatabaseTests may not use the database
     ``flask_session``     ``app-context`` or ``test``: what a Flask-SQLAlchemy ``db.session`` is scoped to
+    ``async_test_loop``   ``run`` or ``own``: the loop an ``AsyncDatabaseTest``'s coroutines run on
     ====================  =======================================================
     """
 
@@ -292,6 +297,7 @@ class Settings:
     check_migrations: bool = False
     only_database_tests: bool = False
     flask_session: str = "app-context"
+    async_test_loop: str = "run"
     from_main_server: bool = False
     #: how many parallel workers share the database (0: not told; set by the main process)
     workers: int = 0
@@ -440,6 +446,7 @@ class Settings:
             check_migrations=check_migrations,
             only_database_tests=_parse_bool("only-database-tests", one("only-database-tests", "false")),
             flask_session=_parse_choice("flask-session", one("flask-session", "app-context"), FLASK_SESSION_SCOPES),
+            async_test_loop=_parse_choice("async-test-loop", one("async-test-loop", "run"), ASYNC_TEST_LOOPS),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

@@ -31,6 +31,8 @@ __all__ = [
     "LeakError",
     "StrayAccessError",
     "ThreadOutlivedTestError",
+    "LoopBlockedError",
+    "LoopWaitError",
     "DatabaseChangedError",
     "UnsafeDatabaseError",
     "ServerBinariesNotFoundError",
@@ -453,6 +455,45 @@ class ThreadOutlivedTestError(SqltxError):
             "was refused, since it would have run in another test's transaction. Stop the thread before its test "
             "ends (server.shutdown() and thread.join() in tearDown or addCleanup), or start it before the run "
             "(at import) if it serves every test"
+        )
+
+
+class LoopBlockedError(SqltxError):
+    """A thread waited ``waited`` seconds for the run's connection while an
+    ``AsyncDatabaseTest`` blocked the run's event loop in sync code, at
+    ``where`` (``file:line in function``; a line per frame that says it,
+    innermost first), and gave up: the connection serves no one while its
+    loop is blocked, so the wait would never end."""
+
+    def __init__(self, waited: float, where: tuple[str, ...]) -> None:
+        self.waited = waited
+        self.where = where
+        #: whether the test's result carries it already (else the test's end raises it)
+        self.reported = False
+        at = f" at {'; called from '.join(where)}" if where else ""
+        super().__init__(
+            f"this thread waited {waited:.1f}s for the test transaction's connection while the async test blocks "
+            f"the run's event loop{at}, and gave up: the test runs on the loop the connection lives on, so "
+            "neither can go on (in production each would have its own connection). Fix: await instead of "
+            "blocking (httpx.AsyncClient with ASGITransport instead of Starlette's TestClient; await "
+            "asyncio.to_thread(...) for a call that waits on a thread), or set async-test-loop = own in [sqltx], "
+            "which runs each async test on a loop of its own, more slowly"
+        )
+
+
+class LoopWaitError(SqltxError, RuntimeError):
+    """Sync code running on the run's event loop, outside an
+    ``AsyncDatabaseTest``'s tasks (a loop callback, a task made with a task
+    factory of the test's own), called the database: it cannot wait for the
+    loop it blocks. ``call`` is what it called."""
+
+    def __init__(self, call: object) -> None:
+        self.call = call
+        name = getattr(call, "__qualname__", None) or type(call).__name__
+        super().__init__(
+            f"sync code on the run's event loop called the database ({name}) outside the test's tasks, where it "
+            "would wait for the loop it blocks. Fix: await the async API there, or run the sync code with "
+            "await asyncio.to_thread(...), or set async-test-loop = own in [sqltx]"
         )
 
 

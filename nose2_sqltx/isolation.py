@@ -188,6 +188,12 @@ class IsolatedDatabase:
     :mod:`nose2_sqltx.schemacache`); true: in the default cache directory,
     a path: in that directory.
 
+    ``async_test_loop`` (async drivers): ``"run"`` runs each
+    ``AsyncDatabaseTest`` as a task on the loop the run's connection lives
+    on (see :mod:`nose2_sqltx.testloop`), ``"own"`` on the loop
+    ``IsolatedAsyncioTestCase`` makes for it, every driver call crossing to
+    the run's loop and back.
+
     Writes through any other Engine of the process are refused while the run
     is active (:class:`~nose2_sqltx.errors.LeakError`), and :meth:`stop`
     checks that the database's schemas and tables are as :meth:`start`
@@ -216,6 +222,7 @@ class IsolatedDatabase:
         flask_session: str = "app-context",
         others: Mapping[str, IsolatedDatabase] | None = None,
         schema_cache: bool | str | os.PathLike[str] = False,
+        async_test_loop: str = "run",
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -226,6 +233,10 @@ class IsolatedDatabase:
         for name, other in self.others.items():
             other.name = name
         self.reset_sequences = reset_sequences
+        if async_test_loop not in ("run", "own"):
+            raise ConfigError("async-test-loop", async_test_loop, "is not one of run, own", "Write run or own")
+        #: where an AsyncDatabaseTest's coroutines run: ``run`` (the run's loop) or ``own``
+        self.async_test_loop = async_test_loop
         #: a failed test's error gets the SQL its scope sent as a note (see :meth:`annotate`)
         self.show_queries = show_queries
         self._sequences = SequenceReset(self.backend)

@@ -27,15 +27,21 @@ One coroutine at a time runs on each connection, in the order they come
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import functools
 import inspect
+import os
 import sys
+import sysconfig
 import threading
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+
+from .errors import LoopBlockedError, LoopWaitError
 
 __unittest = True
 
@@ -72,7 +78,7 @@ def in_bridge() -> bool:
     return bool(getattr(getcurrent(), "sqltx_bridge", False))
 
 
-async def _cancel_by(future: concurrent.futures.Future[T], cancel: Callable[[], object]) -> T:
+async def _cancel_by(future: concurrent.futures.Future[T] | asyncio.Future[T], cancel: Callable[[], object]) -> T:
     """Await ``future``. If the awaiting task is cancelled, call ``cancel``
     (in a thread: it may block) to end the statement, and wait for it to
     end before the cancel goes on: the connection's bookkeeping must see the
@@ -114,6 +120,19 @@ class RunLoop:
         self._locks: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
         #: the driver coroutine running now, for a cancel from another thread
         self._running: asyncio.Task[Any] | None = None
+        #: whether a test runs on this loop now (testloop), and since
+        #: when a step of one has run without giving the loop back
+        self._in_test = False
+        self._stuck_since: float | None = None
+        #: the step a wait gave up on, and how long that wait was
+        self._gave_up: tuple[float, float] | None = None
+        #: the waits that gave up while the current test ran (its end fails the test with them)
+        self.blocked_errors: list[LoopBlockedError] = []
+        #: what interrupted the thread that waits for the current test (its task is cancelled)
+        self.interrupted: BaseException | None = None
+        #: how long (s) another thread waits for the connection while a
+        #: test's step blocks the loop (None: for ever); the run's lock-timeout
+        self.blocked_limit: float | None = 10.0
         self._thread.start()
         self._ready.wait()
 
@@ -121,7 +140,15 @@ class RunLoop:
         asyncio.set_event_loop(self.loop)
         self.loop.call_soon(self._ready.set)
         try:
-            self.loop.run_forever()
+            while True:
+                try:
+                    self.loop.run_forever()
+                    return  # stopped by close()
+                except (KeyboardInterrupt, SystemExit):
+                    # Raised by a task of a test's (testloop): it interrupts
+                    # the test's thread, as it would have stopped the test's
+                    # own loop; the run's loop and connection go on.
+                    _thread.interrupt_main()
         finally:
             self.loop.run_until_complete(self.loop.shutdown_asyncgens())
             self.loop.close()
@@ -154,8 +181,6 @@ class RunLoop:
         current = getcurrent()
         if getattr(current, "sqltx_loop", None) is self:
             return fn(*args, **kwargs)  # already inside a call: its driver loop is ours
-        if self.in_loop_thread():
-            raise RuntimeError("nose2-sqltx: the run's loop cannot wait for itself")
         give_way = _gives_way(current)
         bridge = _bridge_class()(fn, current, self)
         result = bridge.switch(*args, **kwargs)
@@ -182,6 +207,21 @@ class RunLoop:
         return self._await_here(awaitable, _gives_way(current), owner)  # type: ignore[no-any-return]
 
     def _await_here(self, awaitable: Awaitable[Any], give_way: bool, owner: object) -> Any:
+        if not give_way and self.in_loop_thread():
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()
+            raise LoopWaitError(awaitable)
+        if give_way and self.in_loop_thread():
+            # A test's task on this loop (testloop): the driver is awaited
+            # right here, in the caller's task, as in production.
+            from sqlalchemy.util import await_only
+
+            cancel = getattr(owner, "sqltx_cancel_statement", None)
+            if cancel is None:
+                return await_only(self._one_at_a_time(awaitable, owner))
+            task = self.loop.create_task(self._one_at_a_time(awaitable, owner))
+            return await_only(_cancel_by(task, cancel))
         future = self._submit(awaitable, owner)
         if give_way:
             from sqlalchemy.util import await_only  # the caller's greenlet_spawn awaits it
@@ -190,11 +230,139 @@ class RunLoop:
             # task) cancels the statement, as in production, and waits for
             # its end; where the driver's own cancel would close the
             # connection, the owner's (KILL QUERY) does it instead.
-            if owner is None:
-                return await_only(asyncio.wrap_future(future))
             cancel = getattr(owner, "sqltx_cancel_statement", None) or self.cancel_running
-            return await_only(_cancel_by(future, cancel))
+            return await_only(self._bounded(future, awaitable, None if owner is None else cancel))
+        return self._wait(future, awaitable)
+
+    # -- another thread's wait while a test blocks the loop (testloop) ------------
+    def _wait(self, future: concurrent.futures.Future[T], awaitable: Awaitable[Any]) -> T:
+        """``future.result()``, for a thread that waits for the run's
+        connection: bounded while a test's step blocks this loop (see
+        :mod:`nose2_sqltx.testloop`), which would otherwise be for ever."""
+        if not self._in_test or self.blocked_limit is None:
+            return future.result()
+        started = time.monotonic()
+        while True:
+            self._give_up_if_blocked(future, awaitable, started)
+            try:
+                return future.result(timeout=0.1)
+            except concurrent.futures.TimeoutError:
+                pass
+
+    async def _bounded(self, future: concurrent.futures.Future[T], awaitable: Awaitable[Any],
+                       cancel: Callable[[], object] | None) -> T:
+        """:meth:`_wait` for a caller on a loop of its own (which goes on meanwhile)."""
+        if self._in_test and self.blocked_limit is not None:
+            started = time.monotonic()
+            waiting = asyncio.wrap_future(future)
+            while not waiting.done():
+                self._give_up_if_blocked(future, awaitable, started)
+                await asyncio.wait([waiting], timeout=0.1)
+        if cancel is None:
+            return await asyncio.wrap_future(future)
+        return await _cancel_by(future, cancel)
+
+    def _give_up_if_blocked(self, future: concurrent.futures.Future[Any], awaitable: Awaitable[Any],
+                            started: float) -> None:
+        """Raise :class:`LoopBlockedError` if a test's step has blocked the
+        loop for longer than :attr:`blocked_limit` and this caller has waited
+        as long, or if a wait already gave up on this same step: the call,
+        not begun, is dropped (a call the loop has begun is waited for)."""
+        stuck = self._stuck_since
+        if stuck is None:
+            return
+        failed = self._gave_up
+        now = time.monotonic()
+        limit = self.blocked_limit or 0.0
+        if failed is not None and failed[0] == stuck:
+            waited = failed[1]
+        elif now - stuck >= limit and now - started >= limit:
+            waited = now - started
+        else:
+            return
+        if future.cancel():
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never to be awaited
+            error = LoopBlockedError(waited, self._blocking_frame())
+            if failed is None or failed[0] != stuck:
+                self._gave_up = (stuck, waited)
+                self.blocked_errors.append(error)
+            raise error
+
+    # -- a test's tasks on this loop (testloop) -----------------------------------
+    def on_loop(self, fn: Callable[[], T]) -> T:
+        """``fn()``, called in the loop's thread (from another thread)."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(call)
         return future.result()
+
+    def run_task(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run the coroutine ``make()`` makes as a task on this loop, for a
+        test (its whole run: :func:`nose2_sqltx.testloop.run_test`),
+        and wait for its end in this thread. Interrupted here (Ctrl-C), the
+        task is cancelled, and its end awaited, before the interrupt goes on."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        holder: list[asyncio.Task[T]] = []
+
+        def start() -> None:
+            task = self.loop.create_task(make())
+            holder.append(task)
+            task.add_done_callback(lambda done: _copy_outcome(done, future))
+
+        self._in_test = True
+        self._gave_up = None
+        self.blocked_errors = []
+        self.interrupted = None
+        try:
+            self.loop.call_soon_threadsafe(start)
+            try:
+                return future.result()
+            except BaseException as exc:
+                if not future.done():
+                    # Interrupted here (Ctrl-C, SIGTERM): the test's task is
+                    # cancelled, and ends first, so that its statements end
+                    # too; the test sees the interrupt (testloop), as on a
+                    # loop of its own.
+                    self.interrupted = exc
+                    self.loop.call_soon_threadsafe(lambda: holder and holder[0].cancel())
+                    concurrent.futures.wait([future])
+                raise
+        finally:
+            self._in_test = False
+
+    def stepping(self, started: float | None) -> float | None:
+        """Mark a test's step as running since ``started`` (None: none is);
+        returns the mark it replaces."""
+        before, self._stuck_since = self._stuck_since, started
+        return before
+
+    def _blocking_frame(self) -> tuple[str, ...]:
+        """Where the loop's thread is now: the innermost frame of an
+        installed package, if any, and the innermost of the project's own
+        code (neither the standard library nor an installed package)."""
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        packages = tuple(sysconfig.get_paths()[key] + os.sep for key in ("purelib", "platlib"))
+        stdlib = os.path.dirname(threading.__file__) + os.sep
+        here = os.path.dirname(__file__) + os.sep
+        found: list[str] = []
+        while frame is not None:
+            name = frame.f_code.co_filename
+            package = name.startswith(packages) and not name.startswith(here)
+            own = not name.startswith((stdlib, here, "<")) and not name.startswith(packages)
+            if (package and not found) or own:
+                found.append(f"{name}:{frame.f_lineno} in {frame.f_code.co_name}")
+                if own:
+                    break
+            frame = frame.f_back
+        return tuple(found)
 
     def _submit(self, awaitable: Awaitable[T], owner: object) -> concurrent.futures.Future[T]:
         return asyncio.run_coroutine_threadsafe(self._one_at_a_time(awaitable, owner), self.loop)
@@ -235,14 +403,31 @@ class RunLoop:
 
 
 
+def _copy_outcome(task: asyncio.Future[T], future: concurrent.futures.Future[T]) -> None:
+    if task.cancelled():
+        future.set_exception(asyncio.CancelledError())
+    elif task.exception() is not None:
+        future.set_exception(task.exception())
+    else:
+        future.set_result(task.result())
+
+
 def run_coroutine(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run ``coroutine`` to its end from sync code (``asyncSetUpTestData``
     from ``setUpClass``): on a loop of its own, in a thread of its own if
-    this thread already runs one."""
+    this thread already runs one; in a test's task on the run's loop (the
+    class's set-up made again after a raw COMMIT), right there."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coroutine)
+    from greenlet import getcurrent
+
+    if getattr(getcurrent(), "sqltx_gate", False):
+        from sqlalchemy.util import await_only
+
+        # (a thread of its own would wait for this loop, which waits for it)
+        return await_only(coroutine)
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nose2-sqltx") as pool:
         return pool.submit(asyncio.run, coroutine).result()
 

@@ -47,6 +47,7 @@ def make_database(settings: Settings, url: URL, loaded: Loaded, *, parallel: int
         lock_timeout_ms=settings.lock_timeout_ms, statement_timeout_ms=settings.statement_timeout_ms,
         reset_sequences=settings.reset_sequences, schemas=settings.schemas, show_queries=settings.show_queries,
         flask_session=settings.flask_session, others=others, schema_cache=schema_cache,
+        async_test_loop=settings.async_test_loop,
     )
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,66 @@ class TestAsyncEdges(FunctionalTest):
         waited = float(re.search(r"other connection waited ([\d.]+)s", run.stdout).group(1))
         self.assertGreater(waited, 0.5)
         self.assertLess(waited, 1.5)
+
+
+class TestTheTestsLoop(FunctionalTest):
+    """async-test-loop: each AsyncDatabaseTest a task on the run's loop (run,
+    the default) or on a loop of its own (own), with what
+    IsolatedAsyncioTestCase promises either way; a test that blocks the run's
+    loop while a thread waits for the database fails, in lock-timeout, and
+    harms neither the run nor the next test."""
+
+    TESTS = ("test_1_one_context_for_the_phases_and_debug_mode", "test_2_leaves_a_task_and_a_generator_running",
+             "test_3_they_were_ended_with_that_test", "test_4_sync_code_in_a_task_of_the_test",
+             "test_7_the_loop_is_the_runs_or_the_tests_own")
+
+    @each_target(*ASYNC_TARGETS)
+    def test_on_the_runs_loop(self, target):
+        started = time.monotonic()
+        run = self.run_scenario("async_loop", target=target, expect=1, env={"LOOP_MODE": "run"}, timeout=120)
+        err = run.stderr
+        self.assertRan(run, 7)
+        for name in self.TESTS:
+            self.assertRegex(err, rf"{name} \(.*\) \.\.\. ok", run.output)
+        self.assertIn("FAILED (failures=1, errors=2)", err)
+        blocked = re.findall(r"^nose2_sqltx\.errors\.LoopBlockedError: this thread waited ([\d.]+)s for the test "
+                             r"transaction's connection while the async test blocks the run's event loop at (.*)$",
+                             err, re.MULTILINE)
+        self.assertEqual(len(blocked), 2, run.output)
+        (waited_5, at_5), (waited_6, at_6) = blocked
+        # lock-timeout is 1s: each gave up then, and said where the loop was blocked
+        for waited in (waited_5, waited_6):
+            self.assertGreaterEqual(float(waited), 1.0)
+            self.assertLess(float(waited), 3.0)
+        self.assertRegex(at_5, r"^\S*test_loop\.py:\d+ in test_5_another_thread_waits_while_the_test_blocks_the_loop, ")
+        self.assertRegex(at_6, r"^\S*anyio\S*\.py:\d+ in \w+; called from \S*test_loop\.py:\d+ in "
+                               r"test_6_starlettes_test_client_inside_an_async_test, ")
+        self.assertIn("Fix: await instead of blocking (httpx.AsyncClient with ASGITransport instead of Starlette's "
+                      "TestClient;", err)
+        self.assertIn("or set async-test-loop = own in [sqltx]", err)
+        # the thread got the error (and swallowed it); the test failed with it all the same
+        # (SQLAlchemy wraps it in a StatementError where it came as the cursor was made)
+        self.assertRegex(run.stdout, r"THREAD SAW: \w+: (\(nose2_sqltx\.errors\.LoopBlockedError\) )?this thread "
+                                     r"waited [\d.]+s for the test transaction's connection")
+        self.assertLess(time.monotonic() - started, 60)
+
+    @each_target(*ASYNC_TARGETS)
+    def test_on_a_loop_of_its_own(self, target):
+        run = self.run_scenario("async_loop", "-c", "own.cfg", target=target, env={"LOOP_MODE": "own"})
+        self.assertRan(run, 7)
+        self.assertIn("\nOK\n", run.stderr)
+        self.assertIn("THREAD SAW: int: 0", run.stdout)
+
+    def test_a_bad_value(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "bad.cfg"
+            config.write_text("[sqltx]\nasync-test-loop = shared\n")
+            run = run_nose2("async_loop", "-c", str(config), driver="asyncpg", env={"LOOP_MODE": "run"})
+        self.assertEqual(run.returncode, 2, run.output)
+        lines = run.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, run.stderr)
+        self.assertIn("[sqltx] async-test-loop = shared: is not one of run, own. Write run or own", lines[0])
+        self.assertDatabaseUnchanged()
 
 
 class TestAsyncProductionGuard(FunctionalTest):

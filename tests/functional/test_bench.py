@@ -22,6 +22,13 @@ class TestBenchmarksRun(unittest.TestCase):
         self.assertRegex(out, r"\| plugin \| [\d.]+ \([\d.]+–[\d.]+\) ×1\.00 \|")
         self.assertRegex(out, r"- psycopg2: 5 tables [\d.]+ ms = [\d.]+× the floor")
 
+    def test_async_tests(self):
+        out = bench("bench/async_tests.py", "--rounds", "1", "--tests", "4")
+        self.assertRegex(out, r"AsyncDatabaseTest, asyncpg, body +[\d.]+ +[\d.]+ +[\d.]+")
+        self.assertRegex(out, r"AsyncDatabaseTest, psycopg 3 async, own loop, scope +[\d.]+")
+        self.assertRegex(out, r"AsyncDatabaseTest, asyncpg against DatabaseTest, psycopg2: isolation overhead "
+                              r"x-?[\d.]+, scope x[\d.]+, body x[\d.]+")
+
     def test_suite(self):
         out = bench("bench/suite.py", "--tests", "10", "--tables", "5")
         self.assertRegex(out, r"create/drop +[\d.]+ +[\d.]+ +[\d.]+ +[\d.]+x")

@@ -10,7 +10,7 @@ from nose2_sqltx import AsyncDatabaseTest
 
 class ApiTest(AsyncDatabaseTest, unittest.IsolatedAsyncioTestCase):
     async def asyncSetUp(self):
-        # The app runs in the test's own loop; its endpoints' sessions come
+        # The app runs in the test's task, on its loop; its endpoints' sessions come
         # from the app's async_sessionmaker, redirected into the test.
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shop")
         self.addAsyncCleanup(self.client.aclose)
