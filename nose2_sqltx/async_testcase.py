@@ -171,10 +171,7 @@ def _run_loop_for(test: AsyncDatabaseTest) -> RunLoop | None:
     database = active_database("AsyncDatabaseTest")
     if not database.backend.is_async or database.async_test_loop != "run":
         return None
-    loop = database.backend.loop
-    # another thread waits for the connection while the test blocks the loop: as long as for a lock
-    loop.blocked_limit = database.lock_timeout_ms / 1000 if database.lock_timeout_ms else None
-    return loop
+    return database.backend.loop
 
 
 def _bases(cls: type) -> str:

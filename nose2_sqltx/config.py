@@ -23,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from .dialects import backend_for, with_installed_driver
 from .environment import (
     ALLOW_DATABASE_ENV,
+    ASYNC_TEST_LOOPS,
     DEFAULT_LOCK_TIMEOUT_MS,
     DEFAULT_STATEMENT_TIMEOUT_MS,
     DSN_ENV,
@@ -174,8 +175,6 @@ def _parse_duration(key: str, raw: str) -> int:
 
 #: what ``flask-session`` takes
 FLASK_SESSION_SCOPES = ("app-context", "test")
-#: what ``async-test-loop`` takes
-ASYNC_TEST_LOOPS = ("run", "own")
 #: the values of ``schema-cache`` (true and false are on and off)
 SCHEMA_CACHE_CHOICES = ("auto", "on", "off")
 
@@ -194,7 +193,7 @@ def _parse_schema_cache(raw: str, source: str) -> str:
 def _parse_choice(key: str, raw: str, choices: tuple[str, ...]) -> str:
     value = raw.strip().lower()
     if value not in choices:
-        raise ConfigError(key, raw, "is not one of " + ", ".join(choices), f"Write {' or '.join(choices)}")
+        raise ConfigError.not_one_of(key, raw, choices)
     return value
 
 
@@ -446,7 +445,8 @@ class Settings:
             check_migrations=check_migrations,
             only_database_tests=_parse_bool("only-database-tests", one("only-database-tests", "false")),
             flask_session=_parse_choice("flask-session", one("flask-session", "app-context"), FLASK_SESSION_SCOPES),
-            async_test_loop=_parse_choice("async-test-loop", one("async-test-loop", "run"), ASYNC_TEST_LOOPS),
+            async_test_loop=_parse_choice("async-test-loop", one("async-test-loop", ASYNC_TEST_LOOPS[0]),
+                                          ASYNC_TEST_LOOPS),
             # set by the main process for its workers: the dsn is its throwaway server
             from_main_server=_parse_bool(MAIN_SERVER_KEY, one(MAIN_SERVER_KEY, "false")),
             workers=int(workers) if (workers := one(WORKERS_KEY, "0")).isdigit() else 0,

@@ -33,3 +33,5 @@ SCHEMA_CACHE_ENV = "SQLTX_SCHEMA_CACHE"
 DEFAULT_LOCK_TIMEOUT_MS = 10_000
 #: ``statement-timeout`` when ``[sqltx]`` does not set it
 DEFAULT_STATEMENT_TIMEOUT_MS = 60_000
+#: what ``async-test-loop`` takes; the first is the default
+ASYNC_TEST_LOOPS = ("run", "own")

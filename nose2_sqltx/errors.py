@@ -79,6 +79,11 @@ class ConfigError(SqltxError, ValueError):
                  f"environment variable {key}" if key.isupper() else f"[{section}] {key}")
         super().__init__(f"{where}{shown}: {problem}. {fix}")
 
+    @classmethod
+    def not_one_of(cls, key: str, value: object, choices: tuple[str, ...]) -> ConfigError:
+        """``value`` of ``key`` is none of ``choices``."""
+        return cls(key, value, "is not one of " + ", ".join(choices), f"Write {' or '.join(choices)}")
+
     def in_section(self, section: str) -> ConfigError:
         """This error, about a key of ``[section]`` (``sqltx:analytics``) instead
         of ``[sqltx]``; itself if it is about a section, a variable or an option."""

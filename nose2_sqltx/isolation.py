@@ -45,7 +45,7 @@ from .adoption import Adoption
 from .connect_setup import read_setup
 from .connection import RunConnection, connect_errors
 from .dialects import RUN_NAME_LENGTH, Backend, backend_for, new_run_name
-from .environment import DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, NAMED_DSN_ENV
+from .environment import ASYNC_TEST_LOOPS, DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, NAMED_DSN_ENV
 from .errors import (
     AlreadyRunningError,
     ConfigError,
@@ -222,7 +222,7 @@ class IsolatedDatabase:
         flask_session: str = "app-context",
         others: Mapping[str, IsolatedDatabase] | None = None,
         schema_cache: bool | str | os.PathLike[str] = False,
-        async_test_loop: str = "run",
+        async_test_loop: str = ASYNC_TEST_LOOPS[0],
     ) -> None:
         self.url = make_url(url) if isinstance(url, str) else url
         self.backend: Backend = backend_for(self.url, create_database=create_database)
@@ -233,8 +233,8 @@ class IsolatedDatabase:
         for name, other in self.others.items():
             other.name = name
         self.reset_sequences = reset_sequences
-        if async_test_loop not in ("run", "own"):
-            raise ConfigError("async-test-loop", async_test_loop, "is not one of run, own", "Write run or own")
+        if async_test_loop not in ASYNC_TEST_LOOPS:
+            raise ConfigError.not_one_of("async-test-loop", async_test_loop, ASYNC_TEST_LOOPS)
         #: where an AsyncDatabaseTest's coroutines run: ``run`` (the run's loop) or ``own``
         self.async_test_loop = async_test_loop
         #: a failed test's error gets the SQL its scope sent as a note (see :meth:`annotate`)
@@ -390,7 +390,10 @@ class IsolatedDatabase:
         if self.backend.is_async:
             # SQLAlchemy's set-up of a new connection and of the app's dialects
             # awaits the driver directly: all of it on the run's loop.
-            self.backend.loop.call(self._start)
+            loop = self.backend.loop
+            # another thread waits for the connection while a test blocks the loop: as long as for a lock
+            loop.blocked_limit = self.lock_timeout_ms / 1000 if self.lock_timeout_ms else None
+            loop.call(self._start)
         else:
             self._start()
 

@@ -41,6 +41,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
+from .environment import DEFAULT_LOCK_TIMEOUT_MS
 from .errors import LoopBlockedError, LoopWaitError
 
 __unittest = True
@@ -132,7 +133,7 @@ class RunLoop:
         self.interrupted: BaseException | None = None
         #: how long (s) another thread waits for the connection while a
         #: test's step blocks the loop (None: for ever); the run's lock-timeout
-        self.blocked_limit: float | None = 10.0
+        self.blocked_limit: float | None = DEFAULT_LOCK_TIMEOUT_MS / 1000
         self._thread.start()
         self._ready.wait()
 

@@ -4,6 +4,7 @@ import unittest
 
 from nose2_sqltx.config import Settings, check_sections
 from nose2_sqltx.errors import ConfigError
+from nose2_sqltx.isolation import IsolatedDatabase
 from nose2_sqltx.messages import mask_url
 
 
@@ -75,6 +76,18 @@ class TestSettings(unittest.TestCase):
             settings({"SQLTX_KEEP_SERVER": "maybe"})
         self.assertEqual(caught.exception.key, "SQLTX_KEEP_SERVER")
         self.assertIn("environment variable SQLTX_KEEP_SERVER = maybe", str(caught.exception))
+
+    def test_a_choice_reads_the_same_in_config_and_without_a_runner(self):
+        self.assertEqual(settings().async_test_loop, "run")
+        self.assertEqual(settings(async_test_loop=" Own").async_test_loop, "own")
+        with self.assertRaises(ConfigError) as in_config:
+            settings(async_test_loop="shared")
+        with self.assertRaises(ConfigError) as in_code:
+            IsolatedDatabase("sqlite://", async_test_loop="shared")
+        self.assertEqual(str(in_config.exception), str(in_code.exception))
+        self.assertEqual(str(in_code.exception),
+                         "[sqltx] async-test-loop = shared: is not one of run, own. Write run or own")
+        self.assertEqual(IsolatedDatabase("sqlite://").async_test_loop, "run")
 
     def test_create_database(self):
         self.assertTrue(settings().create_database)
