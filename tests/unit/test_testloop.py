@@ -5,6 +5,7 @@ interrupts, and another thread's bounded wait while a test blocks the loop."""
 
 import asyncio
 import contextvars
+import sys
 import threading
 import time
 import unittest
@@ -105,11 +106,14 @@ class TestRunLoopRunner(LoopTest):
             return asyncio.get_running_loop().get_debug()
 
         async def test_method():
-            return var.get(), asyncio.get_running_loop().get_debug()
+            # debug mode whole: the flag, and the origin of each coroutine the test makes
+            return var.get(), asyncio.get_running_loop().get_debug(), sys.get_coroutine_origin_tracking_depth()
 
-        self.assertEqual(self.run_phases(set_up(), test_method(), context=context), [True, ("set up", True)])
+        self.assertEqual(self.run_phases(set_up(), test_method(), context=context),
+                         [True, ("set up", True, asyncio.constants.DEBUG_STACK_DEPTH)])
         self.assertEqual(context[var], "set up")
         self.assertFalse(self.loop.loop.get_debug())  # between tests, as the loop of nobody's test
+        self.assertEqual(run_test(self.loop, sys.get_coroutine_origin_tracking_depth), 0)
         self.assertEqual(var.get(), "unset")
 
     def test_left_over_tasks_and_generators_end_with_the_test(self):
