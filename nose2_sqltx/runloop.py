@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 
 from .environment import DEFAULT_LOCK_TIMEOUT_MS
 from .errors import LoopBlockedError, LoopWaitError
+from .greenlets import Done, give_back, job, take, worker_class
 
 __unittest = True
 
@@ -54,22 +55,11 @@ T = TypeVar("T")
 @functools.cache
 def _bridge_class() -> Any:
     # greenlet is imported only by runs with an async driver (SQLAlchemy 2.1 no longer requires it)
-    from greenlet import greenlet
-
-    class Bridge(greenlet):  # type: ignore[misc]
-        """A greenlet SQLAlchemy's ``await_`` accepts: it hands each awaitable to its parent."""
-
-        __sqlalchemy_greenlet_provider__ = True
-        sqltx_bridge = True
-
-        def __init__(self, fn: Callable[..., Any], parent: Any, loop: RunLoop) -> None:
-            super().__init__(fn, parent)
-            #: the run loop this call's awaits go to
-            self.sqltx_loop = loop
-            # contextvars of the caller (a test's), as SQLAlchemy's own greenlets keep them
-            self.gr_context = parent.gr_context
-
-    return Bridge
+    return worker_class(
+        "Bridge", "A greenlet SQLAlchemy's ``await_`` accepts: it hands each awaitable to its parent.",
+        __sqlalchemy_greenlet_provider__=True, sqltx_bridge=True,
+        #: the run loop the current call's awaits go to
+        sqltx_loop=None)
 
 
 def in_bridge() -> bool:
@@ -183,16 +173,19 @@ class RunLoop:
         if getattr(current, "sqltx_loop", None) is self:
             return fn(*args, **kwargs)  # already inside a call: its driver loop is ours
         give_way = _gives_way(current)
-        bridge = _bridge_class()(fn, current, self)
-        result = bridge.switch(*args, **kwargs)
-        while not bridge.dead:
+        # (the caller's contextvars, as SQLAlchemy's own greenlets keep them)
+        bridge = take(_bridge_class(), current, current.gr_context)
+        bridge.sqltx_loop = self
+        result = bridge.switch(job(fn, *args, **kwargs))
+        while not isinstance(result, Done):
             try:
                 value = self._await_here(result, give_way, owner)
             except BaseException:  # noqa: BLE001 - handed to the call, as SQLAlchemy's greenlet_spawn does
                 result = bridge.throw(*sys.exc_info())
             else:
                 result = bridge.switch(value)
-        return result  # type: ignore[no-any-return]
+        give_back(bridge)
+        return result.result()  # type: ignore[no-any-return]
 
     def run(self, awaitable: Awaitable[T], owner: object = None) -> T:
         """Wait for one driver coroutine, run on this loop: what
@@ -455,6 +448,8 @@ class Turns:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._owner: Any = None
+        #: the owner's call when it took the lock (a worker greenlet runs call after call: greenlets)
+        self._owner_call = 0
         self._depth = 0
 
     @staticmethod
@@ -490,12 +485,15 @@ class Turns:
                     return
 
     def _take(self, me: Any) -> bool:
-        if self._owner is not None and getattr(self._owner, "dead", False):
+        call = getattr(me, "sqltx_call", 0)
+        if self._owner is not None and (getattr(self._owner, "dead", False)
+                                        or getattr(self._owner, "sqltx_call", 0) != self._owner_call):
             # Its holder is gone without letting go (a task cancelled in the
-            # middle of a statement, whose events never came): nothing holds it.
+            # middle of a statement, whose events never came; or that task's
+            # greenlet, which now runs another call): nothing holds it.
             self._owner, self._depth = None, 0
         if self._owner is None or self._owner is me:
-            self._owner = me
+            self._owner, self._owner_call = me, call
             self._depth += 1
             return True
         return False

@@ -19,7 +19,8 @@ Two things differ, and :func:`portal` and the run's loop answer for them:
 
 - Sync code called from the test's coroutines (the app's sync engine, a
   CLI function) waits for the driver on the loop that runs it. Each task of
-  the test runs in a greenlet of its own (:func:`portal`) that SQLAlchemy's
+  the test runs in a greenlet (:func:`portal`; one that an earlier task
+  ran in, :mod:`~nose2_sqltx.greenlets`) that SQLAlchemy's
   ``await_only`` and the run's connection both accept: the sync code's
   awaits are passed to the loop, and the task goes on when they are done.
 - Sync code that *blocks* the loop while another thread waits for the
@@ -35,12 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import time
 import types
 import weakref
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any, TypeVar
 
+from .greenlets import Done, give_back, job, take, worker_class
 from .runloop import RunLoop
 
 #: the run's own driver calls (from other threads), which are not the test's tasks
@@ -58,7 +61,7 @@ def portal(coroutine: Coroutine[Any, Any, T], watch: RunLoop | None = None) -> G
     """``coroutine``, run so that sync code called from it may wait for a
     coroutine on the loop that runs it (see the module docstring).
 
-    The coroutine runs in a greenlet of its own, which SQLAlchemy's
+    The coroutine runs in a greenlet (a worker, :mod:`~nose2_sqltx.greenlets`), which SQLAlchemy's
     ``await_only`` accepts as it accepts its own ``greenlet_spawn``'s: an
     awaitable it hands up is awaited here, in the task, and its result (or
     error) handed back. What the coroutine itself yields (a future it waits
@@ -66,20 +69,19 @@ def portal(coroutine: Coroutine[Any, Any, T], watch: RunLoop | None = None) -> G
     """
     from greenlet import getcurrent
 
-    gate = _gate_class()(_drive, None)
-    gate.sqltx_watch = watch
     # The task's context (IsolatedAsyncioTestCase's, shared by a test's
     # phases): the coroutine sets and reads its variables there, not in the
-    # gate's own empty one. Set once: greenlet keeps it from then on.
-    gate.gr_context = getcurrent().gr_context
-    message = _step(gate, (coroutine, None, None))
+    # gate's own empty one.
+    current = getcurrent()
+    gate = take(_gate_class(), current, current.gr_context)
+    gate.sqltx_watch = watch
+    message = _step(gate, job(_drive, coroutine))
     while True:
-        kind = message[0] if type(message) is tuple and len(message) == 2 else None
-        if kind is _RETURNED:
-            return message[1]  # type: ignore[no-any-return]
-        if kind is _RAISED:
-            raise message[1]
-        if kind is _YIELDED:
+        if type(message) is Done:
+            gate.sqltx_watch = None
+            give_back(gate)
+            return message.result()  # type: ignore[no-any-return]
+        if type(message) is tuple and len(message) == 2 and message[0] is _YIELDED:
             try:
                 sent = yield message[1]
             except BaseException as exc:  # noqa: BLE001 - a cancel, or a throw, for the coroutine
@@ -102,8 +104,6 @@ async def _in_portal(coroutine: Coroutine[Any, Any, T], watch: RunLoop | None) -
 
 
 _YIELDED = object()
-_RETURNED = object()
-_RAISED = object()
 
 
 def _awaiting(awaitable: Any) -> Generator[Any, Any, Any]:
@@ -127,38 +127,26 @@ def _step(gate: Any, value: Any, throw: bool = False) -> Any:
             watch.stepping(before)
 
 
-def _drive(first: tuple[Any, Any, BaseException | None]) -> tuple[object, Any]:
-    """The gate's body: the coroutine, one step at a time."""
+def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
+    """A gate's call: the coroutine, one step at a time; what it yields
+    goes to the task, what the task sends or throws comes back to it."""
     from greenlet import getcurrent
 
-    coroutine, sent, error = first
     me = getcurrent()
+    sent: Any = None
+    error: BaseException | None = None
     while True:
         try:
             yielded = coroutine.throw(error) if error is not None else coroutine.send(sent)
         except StopIteration as stop:
-            return (_RETURNED, stop.value)
-        except BaseException as exc:  # noqa: BLE001 - the coroutine's own error, raised in its task
-            return (_RAISED, exc)
+            return stop.value  # type: ignore[no-any-return]
         _, sent, error = me.parent.switch((_YIELDED, yielded))
 
 
-_gate: type | None = None
-
-
+@functools.cache
 def _gate_class() -> type:
-    global _gate
-    if _gate is None:
-        from greenlet import greenlet
-
-        class Gate(greenlet):  # type: ignore[misc]
-            """The greenlet a test's task runs in: SQLAlchemy's ``await_only`` works in it."""
-
-            __sqlalchemy_greenlet_provider__ = True
-            sqltx_gate = True
-
-        _gate = Gate
-    return _gate
+    return worker_class("Gate", "The greenlet a test's task runs in: SQLAlchemy's ``await_only`` works in it.",
+                        __sqlalchemy_greenlet_provider__=True, sqltx_gate=True, sqltx_watch=None)
 
 
 #: packages whose tasks on the run's loop serve its connection, which outlives the test: not the test's to end
