@@ -24,8 +24,10 @@ def chain_schema(tables: int) -> MetaData:
 
 
 def spread(values: list[float]) -> tuple[float, float, float]:
-    """Median, 10th and 90th percentile."""
-    deciles = statistics.quantiles(values, n=10) if len(values) > 1 else [values[0]] * 9
+    """Median, 10th and 90th percentile, each within the samples' range
+    (quantiles' default method extrapolates past it: a p10 below the fastest
+    sample, even below zero, from a few spread samples)."""
+    deciles = statistics.quantiles(values, n=10, method="inclusive") if len(values) > 1 else [values[0]] * 9
     return statistics.median(values), deciles[0], deciles[-1]
 
 
