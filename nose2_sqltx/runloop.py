@@ -184,6 +184,7 @@ class RunLoop:
                 result = bridge.throw(*sys.exc_info())
             else:
                 result = bridge.switch(value)
+        bridge.sqltx_loop = None  # (an idle bridge keeps no run loop alive after its run)
         give_back(bridge)
         return result.result()  # type: ignore[no-any-return]
 

@@ -1,15 +1,20 @@
 """Worker greenlets (nose2_sqltx.greenlets), without a database: call after
 call in one greenlet, each in its own context, an error handed back, one
-idle list per thread, and Turns telling one call of a worker from the next."""
+idle list per thread, Turns telling one call of a worker from the next, and
+an idle bridge of the run's loop that keeps no run loop alive."""
 
+import asyncio
 import contextvars
+import gc
 import threading
 import unittest
+import weakref
 
 from greenlet import getcurrent
+from sqlalchemy.util import await_only
 
 from nose2_sqltx.greenlets import Done, give_back, job, take, worker_class
-from nose2_sqltx.runloop import Turns
+from nose2_sqltx.runloop import RunLoop, Turns
 
 Worker = worker_class("Worker", "a worker for these tests")
 var = contextvars.ContextVar("var", default="unset")
@@ -97,6 +102,21 @@ class TestWorkers(unittest.TestCase):
         _, other = run(lambda: None)
         self.assertIsNot(other, busy)
         self.assertEqual(busy.switch(0).result(), 0)
+
+
+class TestBridges(unittest.TestCase):
+    def test_an_idle_bridge_keeps_no_run_loop_alive(self):
+        async def one():
+            await asyncio.sleep(0)
+            return 1
+
+        loop = RunLoop()
+        self.assertEqual(loop.call(lambda: await_only(one())), 1)  # through a bridge, now idle in this thread
+        loop.close()
+        ref = weakref.ref(loop)
+        del loop
+        gc.collect()
+        self.assertIsNone(ref())
 
 
 class TestTurnsAndWorkers(unittest.TestCase):
