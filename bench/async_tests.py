@@ -8,6 +8,9 @@ be the same for every row), each test timed from startTest to stopTest:
   TestCase / IsolatedAsyncioTestCase   no plugin, an empty test: what the
                         runner itself costs per test (unittest makes a new
                         event loop, in debug mode, for each async test)
+  ..., on the run's loop               an empty IsolatedAsyncioTestCase run
+                        as AsyncDatabaseTest runs its tests (each a task on
+                        one RunLoop, through RunLoopRunner), no database
   DatabaseTest, <driver>               a sync driver (psycopg2, psycopg 3)
   AsyncDatabaseTest, <driver>          an async driver (asyncpg, psycopg 3
                         async), each test a task on the run's loop (the
@@ -21,7 +24,10 @@ and nothing else (the test's savepoint, its handles, the rollback: the
 isolation overhead), "body" inserts a parent and three children, joins
 them and commits (bench/isolation.py's body). The isolation overhead of a
 row is its "scope" median less the empty test of the same kind without the
-plugin. Rows run in rounds, interleaved.
+plugin; an async row's is also given against the empty test on the run's
+loop, which leaves out what AsyncDatabaseTest's runner saves against
+unittest's own (a loop per test; in debug mode, the stack each of its tasks
+and callbacks came from). Rows run in rounds, interleaved.
 
 Runs on a throwaway server unless --dsn is given.
 
@@ -47,6 +53,8 @@ import sqlalchemy
 from bench.common import benchmark_url, chain_schema, spread
 from bench.isolation import async_body, body
 from nose2_sqltx import AsyncDatabaseTest, DatabaseTest, IsolatedDatabase
+from nose2_sqltx.runloop import RunLoop
+from nose2_sqltx.testloop import RunLoopRunner, run_test
 
 METADATA = chain_schema(5)
 
@@ -72,6 +80,23 @@ class Timing(unittest.TestResult):
     def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
         self.times.append(time.perf_counter() - self._started)
+
+
+ON_RUN_LOOP = "IsolatedAsyncioTestCase, empty, on the run's loop"
+
+
+class OnTheRunsLoop(unittest.IsolatedAsyncioTestCase):
+    """An IsolatedAsyncioTestCase run as AsyncDatabaseTest runs one, with no
+    database: its whole run a task on :attr:`loop`, its phases through a
+    RunLoopRunner."""
+
+    loop: RunLoop
+
+    def run(self, result: unittest.TestResult | None = None) -> unittest.TestResult | None:
+        return run_test(self.loop, lambda: super(OnTheRunsLoop, self).run(result))
+
+    def _setupAsyncioRunner(self) -> None:
+        self._asyncioRunner = RunLoopRunner(self.loop)
 
 
 def case(bases: tuple[type, ...], method: Callable[..., Any], tests: int) -> type:
@@ -126,6 +151,10 @@ def main() -> int:
                 timed_run(case((unittest.TestCase,), empty, args.tests), "TestCase"))
             samples.setdefault("IsolatedAsyncioTestCase, empty", []).extend(
                 timed_run(case((unittest.IsolatedAsyncioTestCase,), async_empty, args.tests), "async"))
+            with RunLoop() as loop:
+                OnTheRunsLoop.loop = loop
+                samples.setdefault(ON_RUN_LOOP, []).extend(
+                    timed_run(case((OnTheRunsLoop,), async_empty, args.tests), "on the run's loop"))
             rows: list[tuple[str, str, str, tuple[type, ...], tuple[Callable[..., Any], Callable[..., Any]]]] = [
                 (f"DatabaseTest, {LABEL[d]}", d, "run", (DatabaseTest, unittest.TestCase), (sync_scope, sync_body))
                 for d in SYNC]
@@ -153,8 +182,10 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace, version: s
     for name, values in samples.items():
         mid, p10, p90 = spread(values)
         lines.append(f"{name:52} {mid * 1000:8.3f} {p10 * 1000:8.3f} {p90 * 1000:8.3f}")
-    lines += ["", "isolation overhead per test ('scope' less the empty test of the same kind, no plugin):"]
-    overhead = {}
+    lines += ["", "isolation overhead per test ('scope' less the empty test of the same kind, no plugin; "
+              "async rows also less the empty test on the run's loop):"]
+    overhead: dict[str, float] = {}
+    same_runner: dict[str, float] = {}
     for driver in (*SYNC, *ASYNC):
         for own in ("", ", own loop"):
             if own and driver in SYNC:
@@ -163,17 +194,30 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace, version: s
             plain = "TestCase, empty" if driver in SYNC else "IsolatedAsyncioTestCase, empty"
             row = f"{kind}, {LABEL[driver]}{own}"
             overhead[row] = median[f"{row}, scope"] - median[plain]
-            lines.append(f"  {row}: {overhead[row]:.3f} ms")
+            line = f"  {row}: {overhead[row]:.3f} ms"
+            if driver in ASYNC and not own:
+                same_runner[row] = median[f"{row}, scope"] - median[ON_RUN_LOOP]
+                line += f"; on the run's loop {same_runner[row]:.3f} ms"
+            lines.append(line)
     lines += ["", "async against its sync counterpart (ratio of medians):"]
     for driver in ASYNC:
         sync_row = f"DatabaseTest, {LABEL[FAMILY[driver]]}"
         for own in ("", ", own loop"):
             row = f"AsyncDatabaseTest, {LABEL[driver]}{own}"
-            lines.append(
-                f"  {row} against {sync_row}: isolation overhead x{overhead[row] / overhead[sync_row]:.2f}, "
-                f"scope x{median[row + ', scope'] / median[sync_row + ', scope']:.2f}, "
-                f"body x{median[row + ', body'] / median[sync_row + ', body']:.2f}")
+            parts = [f"isolation overhead {_ratio(overhead[row], overhead[sync_row])}"]
+            if row in same_runner:
+                parts.append(f"on the run's loop {_ratio(same_runner[row], overhead[sync_row])}")
+            parts += [f"scope x{median[row + ', scope'] / median[sync_row + ', scope']:.2f}",
+                      f"body x{median[row + ', body'] / median[sync_row + ', body']:.2f}"]
+            lines.append(f"  {row} against {sync_row}: {', '.join(parts)}")
     return "\n".join(lines)
+
+
+def _ratio(overhead: float, sync: float) -> str:
+    """``overhead`` against ``sync`` as a ratio; none where the async test
+    costs no more than the empty test it is measured against (a ratio of a
+    negative number would mean nothing)."""
+    return f"x{overhead / sync:.2f}" if overhead > 0 else "none (the async test costs less than the empty one)"
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ class TestBenchmarksRun(unittest.TestCase):
         out = bench("bench/async_tests.py", "--rounds", "1", "--tests", "4")
         self.assertRegex(out, r"AsyncDatabaseTest, asyncpg, body +[\d.]+ +[\d.]+ +[\d.]+")
         self.assertRegex(out, r"AsyncDatabaseTest, psycopg 3 async, own loop, scope +[\d.]+")
+        self.assertRegex(out, r"IsolatedAsyncioTestCase, empty, on the run's loop +[\d.]+ +[\d.]+ +[\d.]+")
+        ratio = r"(x[\d.]+|none \(the async test costs less than the empty one\))"
         self.assertRegex(out, r"AsyncDatabaseTest, asyncpg against DatabaseTest, psycopg2: isolation overhead "
-                              r"x-?[\d.]+, scope x[\d.]+, body x[\d.]+")
+                              rf"{ratio}, on the run's loop {ratio}, scope x[\d.]+, body x[\d.]+")
 
     def test_suite(self):
         out = bench("bench/suite.py", "--tests", "10", "--tables", "5")

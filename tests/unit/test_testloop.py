@@ -5,6 +5,7 @@ interrupts, and another thread's bounded wait while a test blocks the loop."""
 
 import asyncio
 import contextvars
+import re
 import sys
 import threading
 import time
@@ -115,6 +116,29 @@ class TestRunLoopRunner(LoopTest):
         self.assertFalse(self.loop.loop.get_debug())  # between tests, as the loop of nobody's test
         self.assertEqual(run_test(self.loop, sys.get_coroutine_origin_tracking_depth), 0)
         self.assertEqual(var.get(), "unset")
+
+    def test_debug_mode_covers_the_phases_own_steps_and_tasks_not_its_task(self):
+        async def test_method():
+            await asyncio.sleep(0)
+            made = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+            await made
+            # the test's own task records where it was made, as in debug
+            # mode; the phase's task, made by the runner, does not (its
+            # stack would be the runner's frames, at about 40 µs a record)
+            return made._source_traceback is not None, asyncio.current_task()._source_traceback
+
+        self.assertEqual(self.run_phases(test_method()), [(True, None)])
+
+    def test_a_slow_first_step_of_a_phase_is_reported_as_in_debug_mode(self):
+        self.loop.loop.slow_callback_duration = 0.05
+
+        async def test_method():
+            time.sleep(0.1)  # before the phase's first await: its first step
+
+        with self.assertLogs("asyncio", "WARNING") as logged:
+            self.run_phases(test_method())
+        self.assertTrue(any(re.search(r"Executing .* took \d+\.\d+ seconds", line) for line in logged.output),
+                        logged.output)
 
     def test_left_over_tasks_and_generators_end_with_the_test(self):
         ended = []
