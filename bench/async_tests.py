@@ -19,6 +19,10 @@ be the same for every row), each test timed from startTest to stopTest:
                         loop unittest makes for it, every driver call crossing
                         to the run's loop and back
 
+  driver floor, <driver>               no test: the one statement a test's
+                        isolation sends (ROLLBACK TO SAVEPOINT) on the bare
+                        driver, the async ones awaited on a loop of their own
+
 Each plugin row runs two test bodies: "scope" touches the test's connection
 and nothing else (the test's savepoint, its handles, the rollback: the
 isolation overhead), "body" inserts a parent and three children, joins
@@ -37,6 +41,7 @@ Runs on a throwaway server unless --dsn is given.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import platform
 import statistics
 import sys
@@ -49,6 +54,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from bench.common import benchmark_url, chain_schema, spread
 from bench.isolation import async_body, body
@@ -97,6 +105,53 @@ class OnTheRunsLoop(unittest.IsolatedAsyncioTestCase):
 
     def _setupAsyncioRunner(self) -> None:
         self._asyncioRunner = RunLoopRunner(self.loop)
+
+
+#: the one statement a test's isolation sends (its savepoint stays for the next test)
+FLOOR_SQL = "ROLLBACK TO SAVEPOINT bench_floor"
+
+
+def sync_floor(url: URL, driver: str, tests: int) -> list[float]:
+    """:data:`FLOOR_SQL`'s time, ``tests`` times, on a bare sync driver connection."""
+    engine = sqlalchemy.create_engine(url.set(drivername=f"postgresql+{driver}"), poolclass=NullPool)
+    times = []
+    try:
+        with engine.connect() as conn:
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("SAVEPOINT bench_floor")
+            for _ in range(tests):
+                started = time.perf_counter()
+                cursor.execute(FLOOR_SQL)
+                times.append(time.perf_counter() - started)
+            conn.rollback()
+    finally:
+        engine.dispose()
+    return times[1:]
+
+
+def async_floor(url: URL, driver: str, tests: int) -> list[float]:
+    """:func:`sync_floor` for an async driver's own connection, awaited on a loop of its own."""
+
+    async def timed() -> list[float]:
+        engine = create_async_engine(url.set(drivername=f"postgresql+{driver}"), poolclass=NullPool)
+        times = []
+        try:
+            async with engine.connect() as conn:
+                raw = (await conn.get_raw_connection()).driver_connection
+                assert raw is not None
+                if driver == "asyncpg":
+                    await raw.execute("BEGIN")  # (psycopg begins one on its own)
+                await raw.execute("SAVEPOINT bench_floor")
+                for _ in range(tests):
+                    started = time.perf_counter()
+                    await raw.execute(FLOOR_SQL)
+                    times.append(time.perf_counter() - started)
+                await (raw.execute("ROLLBACK") if driver == "asyncpg" else raw.rollback())
+        finally:
+            await engine.dispose()
+        return times[1:]
+
+    return asyncio.run(timed())
 
 
 def case(bases: tuple[type, ...], method: Callable[..., Any], tests: int) -> type:
@@ -169,6 +224,9 @@ def main() -> int:
                     version = database.server_version
                     samples.setdefault(f"{name}, scope", []).extend(timed_run(case(bases, scope, args.tests), name))
                     samples.setdefault(f"{name}, body", []).extend(timed_run(case(bases, whole, args.tests), name))
+            for driver in (*SYNC, *ASYNC):
+                floor = sync_floor if driver in SYNC else async_floor
+                samples.setdefault(f"driver floor, {LABEL[driver]}", []).extend(floor(url, driver, args.tests))
             print(f"round {len(samples['TestCase, empty']) // (args.tests - 1)}/{args.rounds} done", file=sys.stderr)
     print(report(samples, args, version))
     return 0
@@ -199,6 +257,13 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace, version: s
                 same_runner[row] = median[f"{row}, scope"] - median[ON_RUN_LOOP]
                 line += f"; on the run's loop {same_runner[row]:.3f} ms"
             lines.append(line)
+    lines += ["", "isolation overhead beyond the driver floor (what the plugin adds to the driver's own statement; "
+              "async rows on the run's loop):"]
+    beyond: dict[str, float] = {}
+    for driver in (*SYNC, *ASYNC):
+        row = f"{'DatabaseTest' if driver in SYNC else 'AsyncDatabaseTest'}, {LABEL[driver]}"
+        beyond[row] = (overhead if driver in SYNC else same_runner)[row] - median[f"driver floor, {LABEL[driver]}"]
+        lines.append(f"  {row}: {beyond[row]:.3f} ms")
     lines += ["", "async against its sync counterpart (ratio of medians):"]
     for driver in ASYNC:
         sync_row = f"DatabaseTest, {LABEL[FAMILY[driver]]}"
@@ -207,6 +272,7 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace, version: s
             parts = [f"isolation overhead {_ratio(overhead[row], overhead[sync_row])}"]
             if row in same_runner:
                 parts.append(f"on the run's loop {_ratio(same_runner[row], overhead[sync_row])}")
+                parts.append(f"beyond the driver floor {_ratio(beyond[row], beyond[sync_row])}")
             parts += [f"scope x{median[row + ', scope'] / median[sync_row + ', scope']:.2f}",
                       f"body x{median[row + ', body'] / median[sync_row + ', body']:.2f}"]
             lines.append(f"  {row} against {sync_row}: {', '.join(parts)}")

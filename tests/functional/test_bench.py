@@ -29,7 +29,9 @@ class TestBenchmarksRun(unittest.TestCase):
         self.assertRegex(out, r"IsolatedAsyncioTestCase, empty, on the run's loop +[\d.]+ +[\d.]+ +[\d.]+")
         ratio = r"(x[\d.]+|none \(the async test costs less than the empty one\))"
         self.assertRegex(out, r"AsyncDatabaseTest, asyncpg against DatabaseTest, psycopg2: isolation overhead "
-                              rf"{ratio}, on the run's loop {ratio}, scope x[\d.]+, body x[\d.]+")
+                              rf"{ratio}, on the run's loop {ratio}, beyond the driver floor {ratio}, "
+                              r"scope x[\d.]+, body x[\d.]+")
+        self.assertRegex(out, r"driver floor, psycopg 3 async +[\d.]+ +[\d.]+ +[\d.]+")
 
     def test_suite(self):
         out = bench("bench/suite.py", "--tests", "10", "--tables", "5")
