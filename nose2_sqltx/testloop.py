@@ -67,12 +67,12 @@ def portal(coroutine: Coroutine[Any, Any, T], watch: RunLoop | None = None) -> G
     error) handed back. What the coroutine itself yields (a future it waits
     on) is passed on to the task unchanged.
     """
-    from greenlet import getcurrent
+    import greenlet
 
     # The task's context (IsolatedAsyncioTestCase's, shared by a test's
     # phases): the coroutine sets and reads its variables there, not in the
     # gate's own empty one.
-    current = getcurrent()
+    current = greenlet.getcurrent()
     gate = take(_gate_class(), current, current.gr_context)
     gate.sqltx_watch = watch
     message = _step(gate, job(_drive, coroutine))
@@ -111,11 +111,11 @@ def _awaiting(awaitable: Any) -> Generator[Any, Any, Any]:
 
 
 def _step(gate: Any, value: Any, throw: bool = False) -> Any:
-    from greenlet import getcurrent
+    import greenlet
 
     # The task's steps run wherever the loop runs them (an eager task's
     # first one, inside its creator's): the gate hands back to that one.
-    gate.parent = getcurrent()
+    gate.parent = greenlet.getcurrent()
     watch = gate.sqltx_watch
     before = None if watch is None else watch.stepping(time.monotonic())
     try:
@@ -130,9 +130,9 @@ def _step(gate: Any, value: Any, throw: bool = False) -> Any:
 def _drive(coroutine: Coroutine[Any, Any, T]) -> T:
     """A gate's call: the coroutine, one step at a time; what it yields
     goes to the task, what the task sends or throws comes back to it."""
-    from greenlet import getcurrent
+    import greenlet
 
-    me = getcurrent()
+    me = greenlet.getcurrent()
     sent: Any = None
     error: BaseException | None = None
     while True:

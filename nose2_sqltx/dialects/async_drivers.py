@@ -140,6 +140,10 @@ class AsyncRunConnection(SavepointConnection):
     _sqltx_inner: Any
     _sqltx_loop: RunLoop
     _sqltx_driver: AsyncDriver
+    #: cancels the running statement from another thread, where the driver's
+    #: own cancel would close the connection (set by :func:`bridge_engine`);
+    #: on the class, as every driver call looks for it
+    sqltx_cancel_statement: Callable[[], None] | None = None
 
     def __init__(self, inner: Any, loop: RunLoop, driver: AsyncDriver) -> None:
         d = self.__dict__

@@ -1,7 +1,8 @@
 """Worker greenlets (nose2_sqltx.greenlets), without a database: call after
 call in one greenlet, each in its own context, an error handed back, one
-idle list per thread, Turns telling one call of a worker from the next, and
-an idle bridge of the run's loop that keeps no run loop alive."""
+idle list per thread, Turns telling one call of a worker from the next, an
+idle bridge of the run's loop that keeps no run loop alive, and a call with
+no owner from a test's task that needs no bridge."""
 
 import asyncio
 import contextvars
@@ -117,6 +118,36 @@ class TestBridges(unittest.TestCase):
         del loop
         gc.collect()
         self.assertIsNone(ref())
+
+    def test_a_call_for_no_owner_from_a_tests_task_runs_in_the_tasks_own_greenlet(self):
+        from nose2_sqltx.runloop import in_bridge
+        from nose2_sqltx.testloop import run_test
+
+        async def one():
+            await asyncio.sleep(0)
+            return 1
+
+        def where():
+            current = getcurrent()
+            return bool(getattr(current, "sqltx_gate", False)), in_bridge(), await_only(one())
+
+        with RunLoop() as loop:
+            # from the task's greenlet: no bridge, its awaits still reach the loop
+            self.assertEqual(run_test(loop, lambda: loop.call(where)), (True, False, 1))
+            # from another thread: through a bridge, as before
+            self.assertEqual(loop.call(where), (False, True, 1))
+
+    def test_only_the_loops_own_thread_is_in_it_and_none_once_it_has_ended(self):
+        loop = RunLoop()
+        self.assertFalse(loop.in_loop_thread())
+        self.assertTrue(loop.on_loop(loop.in_loop_thread))
+        loop.close()
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(loop.in_loop_thread()))
+        thread.start()
+        thread.join(5)
+        self.assertEqual(seen, [False])
+        self.assertFalse(loop.in_loop_thread())
 
 
 class TestTurnsAndWorkers(unittest.TestCase):
